@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Reproduces every file in data/pretrained/ with the project's own command line.
+# Run from the repository root with the data root set, e.g.
+#   VAE_DATA_DIR=../shared/data bash data/pretrained/make_pretrained.sh
+# Training writes run folders under runs/ (git-ignored); the checkpoints, their histories and
+# sha256 files are then copied here.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+
+# L17.5: the lecture's convolutional VAE.
+python -m helper_lib train --model conv-vae --dataset mnist --epochs 50 --batch-size 256 \
+    --lr 5e-4 --latent-dim 2 --seed 123 --out runs/conv_vae_mnist
+# L16: the plain convolutional autoencoder used by the sampling notebook.
+python -m helper_lib train --model conv-ae --dataset mnist --epochs 20 --batch-size 32 \
+    --lr 5e-4 --latent-dim 2 --seed 123 --out runs/conv_ae_mnist
+
+python -m helper_lib evaluate runs/conv_vae_mnist/model.pt --k 100 --save
+python -m helper_lib evaluate runs/conv_ae_mnist/model.pt --save
+
+for name in conv_vae_mnist conv_ae_mnist; do
+    cp "runs/$name/model.pt" "data/pretrained/$name.pt"
+    cp "runs/$name/history.csv" "data/pretrained/$name.history.csv"
+    (cd data/pretrained && sha256sum "$name.pt" > "$name.pt.sha256")
+done

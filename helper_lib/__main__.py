@@ -1,0 +1,7 @@
+"""``python -m helper_lib``: see :mod:`helper_lib.cli`."""
+
+import sys
+
+from .cli import main
+
+sys.exit(main())

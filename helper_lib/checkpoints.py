@@ -1,0 +1,197 @@
+"""Saving and loading models with enough metadata to rebuild them.
+
+A checkpoint is a ``torch.save`` dict holding only tensors and plain Python values, so it loads
+with ``torch.load(weights_only=True)`` (no arbitrary code runs on load)::
+
+    {"format": "helper_lib-checkpoint/1", "model_class": "ConvVAE",
+     "model_kwargs": {"latent_dim": 2}, "state_dict": {...}, "metadata": {...},
+     # training checkpoints only (for resuming):
+     "optimizer_state": {...}, "history": {...}, "rng_state": {...}}
+
+When a file ``<checkpoint>.sha256`` sits beside a checkpoint, :func:`load_model` checks the
+checkpoint's hash against it before loading.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import platform
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .models import MODELS
+
+__all__ = [
+    "CheckpointError",
+    "FORMAT",
+    "save_checkpoint",
+    "load_checkpoint",
+    "load_model",
+    "sha256_file",
+    "write_sha256",
+    "library_versions",
+]
+
+FORMAT = "helper_lib-checkpoint/1"
+
+
+class CheckpointError(RuntimeError):
+    """A checkpoint file is missing, corrupted, truncated, foreign or does not fit its model."""
+
+
+def library_versions() -> dict[str, str]:
+    """Versions of Python, torch, torchvision and numpy, for the metadata."""
+    import numpy
+    import torchvision
+
+    return {
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torchvision": torchvision.__version__,
+        "numpy": numpy.__version__,
+    }
+
+
+def _model_kwargs(model: nn.Module) -> dict[str, Any]:
+    return {"latent_dim": int(model.latent_dim)}
+
+
+def save_checkpoint(
+    path: str | os.PathLike,
+    model: nn.Module,
+    *,
+    optimizer: torch.optim.Optimizer | None = None,
+    extra: dict[str, Any] | None = None,
+    **metadata: Any,
+) -> Path:
+    """Write ``model``'s weights plus metadata to ``path`` atomically (temp file, then replace).
+
+    Args:
+        path: destination file; parent folders are created.
+        model: a model from :data:`helper_lib.models.MODELS`.
+        optimizer: if given, its state is stored too (for resuming training).
+        extra: further top-level entries (training history, RNG state); plain values/tensors.
+        **metadata: anything JSON-like: epoch, metrics, the command that made the file, ...
+            Library versions are added automatically.
+
+    Returns:
+        The path written.
+    """
+    name = type(model).__name__
+    if name not in MODELS:
+        raise CheckpointError(f"cannot checkpoint {name}: not one of {sorted(MODELS)}")
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
+             else v.detach().cpu() for k, v in model.state_dict().items()}
+    payload: dict[str, Any] = {
+        "format": FORMAT,
+        "model_class": name,
+        "model_kwargs": _model_kwargs(model),
+        "state_dict": state,
+        "metadata": {"versions": library_versions(), **metadata},
+    }
+    if optimizer is not None:
+        payload["optimizer_state"] = optimizer.state_dict()
+    if extra:
+        payload.update(extra)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            torch.save(payload, fh)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)  # mkstemp creates 0600; give the usual permissions
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def sha256_file(path: str | os.PathLike) -> str:
+    """Hex SHA-256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_sha256(path: str | os.PathLike) -> str:
+    """Write ``<path>.sha256`` (``sha256sum`` format) beside ``path`` and return the hash."""
+    digest = sha256_file(path)
+    Path(f"{path}.sha256").write_text(f"{digest}  {Path(path).name}\n")
+    return digest
+
+
+def load_checkpoint(
+    path: str | os.PathLike, expected_sha256: str | None = None
+) -> dict[str, Any]:
+    """Read and validate a checkpoint file; return its dict.
+
+    The hash is checked against ``expected_sha256`` or, if that is ``None``, against a
+    ``<path>.sha256`` file when one exists.
+
+    Raises:
+        CheckpointError: missing file, hash mismatch, unreadable/truncated file, or a file that
+            is not a helper_lib checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    sidecar = Path(f"{path}.sha256")
+    if expected_sha256 is None and sidecar.is_file():
+        expected_sha256 = sidecar.read_text().split()[0]
+    if expected_sha256 is not None:
+        actual = sha256_file(path)
+        if actual != expected_sha256.lower():
+            raise CheckpointError(
+                f"{path} is corrupted or was replaced: its sha256 is {actual}, "
+                f"expected {expected_sha256}. Restore it with `git checkout -- {path}`."
+            )
+    try:
+        payload = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # zip/unpickling errors come in many types
+        raise CheckpointError(
+            f"cannot read {path}: it is truncated, corrupted or not a PyTorch file ({err})"
+        ) from None
+    if not isinstance(payload, dict) or payload.get("format") != FORMAT:
+        raise CheckpointError(
+            f"{path} is not a helper_lib checkpoint (expected format {FORMAT!r}); "
+            "save models with helper_lib.checkpoints.save_checkpoint"
+        )
+    if payload.get("model_class") not in MODELS:
+        raise CheckpointError(f"{path}: unknown model class {payload.get('model_class')!r}")
+    return payload
+
+
+def load_model(
+    path: str | os.PathLike,
+    device: str | torch.device = "cpu",
+    expected_sha256: str | None = None,
+) -> nn.Module:
+    """Rebuild the model stored in a checkpoint, load its weights and put it in ``eval()`` mode.
+
+    The checkpoint's metadata is attached as ``model.checkpoint_metadata``.
+
+    Raises:
+        CheckpointError: see :func:`load_checkpoint`; also when the weights do not fit the
+            model (missing/unexpected keys or wrong shapes).
+    """
+    payload = load_checkpoint(path, expected_sha256)
+    model = MODELS[payload["model_class"]](**payload["model_kwargs"])
+    try:
+        model.load_state_dict(payload["state_dict"])
+    except (RuntimeError, KeyError, TypeError) as err:
+        raise CheckpointError(
+            f"{path}: the stored weights do not fit {payload['model_class']}"
+            f"({payload['model_kwargs']}): {err}"
+        ) from None
+    model.checkpoint_metadata = payload.get("metadata", {})
+    return model.to(device).eval()

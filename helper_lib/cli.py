@@ -1,0 +1,296 @@
+"""Command line: ``python -m helper_lib {train,evaluate,sample,figures} ...``.
+
+Examples::
+
+    python -m helper_lib train --model conv-vae --epochs 50 --out runs/vae
+    python -m helper_lib evaluate runs/vae/model.pt --k 100
+    python -m helper_lib sample runs/vae/model.pt --n 100 --out samples.png
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shlex
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint, write_sha256
+from .data import DatasetNotFoundError, get_dataloaders
+from .evaluate import (
+    active_units,
+    evaluate_autoencoder,
+    evaluate_vae,
+    importance_weighted_log_likelihood,
+)
+from .models import ConvAutoencoder, ConvVAE, count_parameters
+from .train import History, train_autoencoder, train_vae
+from .utils import get_device, resolve_precision, set_seed
+
+MODEL_CHOICES = {"conv-vae": ConvVAE, "conv-ae": ConvAutoencoder}
+#: The fixed check that tests re-run on shipped checkpoints: first N test images, this seed.
+REFERENCE_EVAL = {"images": 2000, "seed": 0, "precision": "fp32"}
+
+
+def _command_line(argv: Sequence[str]) -> str:
+    return "python -m helper_lib " + shlex.join(argv)
+
+
+def reference_eval(model: nn.Module, test_loader: Any, kind: str = "mse") -> dict[str, float]:
+    """The loss of ``model`` on the fixed reference subset (see :data:`REFERENCE_EVAL`)."""
+    n, seed = REFERENCE_EVAL["images"], REFERENCE_EVAL["seed"]
+    if isinstance(model, ConvVAE):
+        return evaluate_vae(model, test_loader, kind=kind, seed=seed, max_items=n)
+    return evaluate_autoencoder(model, test_loader, max_items=n)
+
+
+def _write_figures(model: nn.Module, history: History | None, test_loader: Any,
+                   out: Path, seed: int) -> list[Path]:
+    """The standard figures of a run, as PNG files in ``out``."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from . import plotting
+
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+
+    def save(fig: Any, name: str) -> None:
+        path = out / name
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+        plotting.plt.close(fig)
+        written.append(path)
+
+    if history is not None:
+        save(plotting.plot_training_loss(history), "loss.png")
+    images, _ = next(iter(test_loader))
+    save(plotting.plot_reconstructions(model, images[:15]), "reconstructions.png")
+    if model.latent_dim == 2:
+        save(plotting.plot_latent_space(model, test_loader), "latent_space.png")
+    save(plotting.plot_samples(model, n=100, seed=seed), "samples.png")
+    if model.latent_dim == 2:
+        save(plotting.plot_latent_manifold(model), "manifold.png")
+    return written
+
+
+def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    command = _command_line(argv)
+    set_seed(args.seed)  # before building the model: the initial weights depend on it
+    model = MODEL_CHOICES[args.model](latent_dim=args.latent_dim)
+    train_loader, valid_loader, test_loader = get_dataloaders(
+        args.dataset, batch_size=args.batch_size, validation_fraction=args.validation_fraction,
+        root=args.data_root, seed=args.seed, train_subset=args.train_subset,
+    )
+    device = get_device(args.device)
+    precision = resolve_precision(args.precision, device).name
+    print(f"{type(model).__name__}: {count_parameters(model):,} parameters; "
+          f"{len(train_loader.dataset):,} training images; device {device}, {precision}")
+    common = dict(
+        valid_loader=valid_loader, device=device, precision=precision,
+        checkpoint_path=out / "train_state.pt", seed=args.seed, progress=not args.no_progress,
+        checkpoint_metadata={"command": command},
+    )
+    t0 = time.perf_counter()
+    if isinstance(model, ConvVAE):
+        history = train_vae(model, train_loader, args.epochs, lr=args.lr, kind=args.kind,
+                            reconstruction_weight=args.reconstruction_weight, beta=args.beta,
+                            **common)
+    else:
+        history = train_autoencoder(model, train_loader, args.epochs, lr=args.lr, **common)
+    seconds = time.perf_counter() - t0
+
+    history.to_csv(out / "history.csv")
+    history.to_json(out / "history.json")
+    model.cpu()
+    if isinstance(model, ConvVAE):
+        test = evaluate_vae(model, test_loader, kind=args.kind)
+        loss = {"kind": args.kind, "reconstruction_weight": args.reconstruction_weight,
+                "beta": args.beta}
+    else:
+        test = evaluate_autoencoder(model, test_loader)
+        loss = {"kind": "mse-per-pixel"}
+    metadata = {
+        "command": command,
+        "dataset": args.dataset,
+        "epochs": history.epochs,
+        "batch_size": args.batch_size,
+        "lr": args.lr,
+        "seed": args.seed,
+        "loss": loss,
+        "parameters": count_parameters(model),
+        "train_final_epoch": {n: v[-1] for n, v in history.train.items() if v},
+        "test": test,
+        "reference_eval": {**REFERENCE_EVAL, **reference_eval(model, test_loader, args.kind)},
+        "training": {"device": str(device), "device_name": _device_name(device),
+                     "precision": precision, "seconds_total": round(sum(history.epoch_seconds), 1),
+                     "seconds_this_run": round(seconds, 1)},
+    }
+    ckpt = save_checkpoint(out / "model.pt", model, **metadata)
+    write_sha256(ckpt)
+    print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB); test: "
+          + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
+    if not args.no_figures:
+        for path in _write_figures(model, history, test_loader, out, args.seed):
+            print(f"wrote {path}")
+    return 0
+
+
+def _device_name(device: torch.device) -> str:
+    if device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    if device.type == "cpu":
+        import platform
+
+        return platform.processor() or platform.machine()
+    return device.type
+
+
+def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    payload = load_checkpoint(args.checkpoint)
+    model = load_model(args.checkpoint, device=args.device if args.device != "auto"
+                       else get_device("auto"))
+    meta = payload.get("metadata", {})
+    _, _, test_loader = get_dataloaders(meta.get("dataset", "mnist"), batch_size=256,
+                                        root=args.data_root)
+    report: dict[str, Any] = {"checkpoint": str(args.checkpoint),
+                              "parameters": count_parameters(model)}
+    if isinstance(model, ConvVAE):
+        kind = meta.get("loss", {}).get("kind", "mse")
+        report["test"] = evaluate_vae(model, test_loader, kind=kind, max_items=args.max_images)
+        if args.k > 0:
+            t0 = time.perf_counter()
+            report["iw_log_likelihood"] = {
+                "nats_per_image": importance_weighted_log_likelihood(
+                    model, test_loader, k=args.k, kind=kind, max_items=args.max_images),
+                "k": args.k,
+                "likelihood": ("Gaussian N(x_hat, 0.5 I), a density" if kind == "mse"
+                               else "Bernoulli per pixel"),
+                "images": args.max_images or len(test_loader.dataset),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        au = active_units(model, test_loader, max_items=args.max_images)
+        report["active_units"] = {"count": au.count, "of": model.latent_dim,
+                                  "variances": [round(v, 4) for v in au.variances.tolist()]}
+    else:
+        report["test"] = evaluate_autoencoder(model, test_loader, max_items=args.max_images)
+    print(json.dumps(report, indent=2))
+    if args.save:
+        model.cpu()
+        meta = {**meta, "evaluation": {**report, "command": _command_line(argv)}}
+        meta.pop("versions", None)
+        save_checkpoint(args.checkpoint, model, **meta)
+        write_sha256(args.checkpoint)
+        print(f"updated the metadata of {args.checkpoint} and its .sha256")
+    return 0
+
+
+def cmd_sample(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .plotting import plot_samples
+
+    model = load_model(args.checkpoint)
+    fig = plot_samples(model, n=args.n, seed=args.seed, nrow=args.nrow)
+    fig.savefig(args.out, dpi=120, bbox_inches="tight")
+    print(f"wrote {args.out}")
+    return 0
+
+
+def cmd_figures(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    payload = load_checkpoint(args.checkpoint)
+    model = load_model(args.checkpoint)
+    meta = payload.get("metadata", {})
+    history = History.from_json(args.history) if args.history else None
+    _, _, test_loader = get_dataloaders(meta.get("dataset", "mnist"), batch_size=256,
+                                        root=args.data_root)
+    for path in _write_figures(model, history, test_loader, Path(args.out), args.seed):
+        print(f"wrote {path}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``python -m helper_lib`` argument parser."""
+    fmt = argparse.ArgumentDefaultsHelpFormatter
+    parser = argparse.ArgumentParser(
+        prog="python -m helper_lib", formatter_class=fmt,
+        description="Train, evaluate and sample the STAT 453 L16/L17 (variational) autoencoders "
+                    "on MNIST. Data comes from --data-root, else $VAE_DATA_DIR, else <repo>/data.",
+    )
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("train", formatter_class=fmt, help="train a model and write a run folder",
+                       description="Train a model. Writes OUT/model.pt (+ .sha256), "
+                       "OUT/train_state.pt (resumes from it if present), OUT/history.csv, "
+                       "OUT/history.json and PNG figures.")
+    p.add_argument("--model", choices=sorted(MODEL_CHOICES), default="conv-vae")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
+    p.add_argument("--epochs", type=int, default=50)
+    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
+    p.add_argument("--latent-dim", type=int, default=2)
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--kind", choices=["mse", "bce"], default="mse",
+                   help="VAE reconstruction loss (summed over pixels)")
+    p.add_argument("--reconstruction-weight", type=float, default=1.0,
+                   help="the lecture's alpha (VAE only)")
+    p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (VAE only)")
+    p.add_argument("--validation-fraction", type=float, default=0.0)
+    p.add_argument("--train-subset", type=int, default=None,
+                   help="train on this many random images only (quick runs)")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps, ...")
+    p.add_argument("--data-root", default=None)
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.set_defaults(func=cmd_train)
+
+    p = sub.add_parser("evaluate", formatter_class=fmt, help="test-set metrics of a checkpoint",
+                       description="Print test-set loss, importance-weighted log-likelihood "
+                       "(VAE) and active units as JSON.")
+    p.add_argument("checkpoint")
+    p.add_argument("--k", type=int, default=100,
+                   help="importance samples per image for the log-likelihood (0: skip it)")
+    p.add_argument("--max-images", type=int, default=None, help="use the first N test images")
+    p.add_argument("--save", action="store_true",
+                   help="store the report in the checkpoint's metadata and rewrite its .sha256")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=cmd_evaluate)
+
+    p = sub.add_parser("sample", formatter_class=fmt, help="decode z ~ N(0, I) to a PNG grid")
+    p.add_argument("checkpoint")
+    p.add_argument("--n", type=int, default=100, help="number of samples")
+    p.add_argument("--nrow", type=int, default=10, help="images per row")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="samples.png")
+    p.set_defaults(func=cmd_sample)
+
+    p = sub.add_parser("figures", formatter_class=fmt, help="redraw a checkpoint's figures")
+    p.add_argument("checkpoint")
+    p.add_argument("--history", default=None, help="history.json for the loss plot")
+    p.add_argument("--out", required=True, help="folder for the PNG files")
+    p.add_argument("--seed", type=int, default=123)
+    p.add_argument("--data-root", default=None)
+    p.set_defaults(func=cmd_figures)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point; returns the exit status."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    args = build_parser().parse_args(argv)
+    try:
+        return args.func(args, argv)
+    except (DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2

@@ -1,0 +1,200 @@
+"""MNIST and Fashion-MNIST loaders built on ``torchvision.datasets``.
+
+Images come out as float tensors of shape ``[B, 1, 28, 28]`` with pixels in ``[0, 1]``
+(exactly what ``ToTensor`` gives), labels as ``int64`` tensors of shape ``[B]``.
+
+Where the data lives, in order of precedence: the ``root`` argument, the environment variable
+``VAE_DATA_DIR``, then ``<repo>/data``. torchvision expects ``<root>/MNIST/raw/`` (or
+``<root>/FashionMNIST/raw/``) holding the four uncompressed IDX files.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import torch
+from torch.utils.data import (
+    BatchSampler,
+    DataLoader,
+    Dataset,
+    RandomSampler,
+    SequentialSampler,
+    Subset,
+    TensorDataset,
+)
+from torchvision import datasets, transforms
+
+__all__ = [
+    "DATA_ENV_VAR",
+    "DatasetNotFoundError",
+    "resolve_data_root",
+    "load_split",
+    "get_dataloaders",
+]
+
+DATA_ENV_VAR = "VAE_DATA_DIR"
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+_DATASETS: dict[str, type[datasets.MNIST]] = {
+    "mnist": datasets.MNIST,
+    "fashion-mnist": datasets.FashionMNIST,
+}
+RAW_FILES = (
+    "train-images-idx3-ubyte",
+    "train-labels-idx1-ubyte",
+    "t10k-images-idx3-ubyte",
+    "t10k-labels-idx1-ubyte",
+)
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """The dataset's raw files are missing and could not be downloaded."""
+
+
+def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
+    """The data folder: ``root`` if given, else ``$VAE_DATA_DIR``, else ``<repo>/data``."""
+    if root is not None:
+        return Path(root).expanduser().resolve()
+    env = os.environ.get(DATA_ENV_VAR)
+    if env:
+        return Path(env).expanduser().resolve()
+    return REPO_ROOT / "data"
+
+
+def _dataset_class(dataset: str) -> type[datasets.MNIST]:
+    try:
+        return _DATASETS[dataset.lower()]
+    except KeyError:
+        raise ValueError(
+            f"unknown dataset {dataset!r}; choose one of {sorted(_DATASETS)}"
+        ) from None
+
+
+def _missing_data_message(folder: Path, cause: str) -> str:
+    files = "\n".join(f"  - {name}" for name in RAW_FILES)
+    return (
+        f"{cause}\n"
+        f"Expected these four uncompressed IDX files in {folder}:\n{files}\n"
+        f"Put them there, or point the environment variable {DATA_ENV_VAR} at the folder that "
+        f"contains '{folder.parent.name}/raw/' (for this course: export "
+        f"{DATA_ENV_VAR}=/path/to/shared/data), or pass root=... ."
+    )
+
+
+def load_split(
+    dataset: str = "mnist",
+    train: bool = True,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+) -> datasets.MNIST:
+    """One split as a torchvision dataset with ``ToTensor``; clear error if the files are missing.
+
+    Raises:
+        DatasetNotFoundError: the raw files are absent and downloading is off or failed.
+    """
+    cls = _dataset_class(dataset)
+    data_root = resolve_data_root(root)
+    raw = data_root / cls.__name__ / "raw"
+    try:
+        return cls(str(data_root), train=train, download=download, transform=transforms.ToTensor())
+    except (RuntimeError, OSError) as err:  # torchvision's "Dataset not found" / network errors
+        if download:
+            cause = f"{cls.__name__} not found in {raw}, and downloading it failed ({err})."
+        else:
+            cause = f"{cls.__name__} not found in {raw}, and download=False."
+        raise DatasetNotFoundError(_missing_data_message(raw, cause)) from None
+
+
+def _as_tensor_dataset(ds: datasets.MNIST) -> TensorDataset:
+    """The whole split in memory: images ``[N, 1, 28, 28]`` float32 in [0, 1], labels ``[N]``."""
+    images = ds.data.unsqueeze(1).to(torch.float32).div_(255.0)  # identical to ToTensor
+    return TensorDataset(images, ds.targets.clone())
+
+
+def _make_loader(
+    ds: Dataset, batch_size: int, shuffle: bool, seed: int, in_memory: bool, num_workers: int
+) -> DataLoader:
+    generator = torch.Generator().manual_seed(seed)
+    if in_memory:
+        # Whole batches by fancy indexing: the sampler yields a list of indices, the tensor
+        # dataset returns the stacked batch, and no per-sample collate work is done.
+        inner = RandomSampler(ds, generator=generator) if shuffle else SequentialSampler(ds)
+        batches = BatchSampler(inner, batch_size=batch_size, drop_last=False)
+        return DataLoader(ds, sampler=batches, batch_size=None, num_workers=num_workers)
+    return DataLoader(
+        ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers
+    )
+
+
+def _subset(ds: Dataset, indices: torch.Tensor) -> Dataset:
+    if isinstance(ds, TensorDataset):  # keep the fast path: slice the tensors themselves
+        return TensorDataset(*(t[indices] for t in ds.tensors))
+    return Subset(ds, indices.tolist())
+
+
+def get_dataloaders(
+    dataset: str = "mnist",
+    batch_size: int = 256,
+    validation_fraction: float = 0.0,
+    root: str | os.PathLike | None = None,
+    download: bool = True,
+    num_workers: int = 0,
+    seed: int = 123,
+    train_subset: int | None = None,
+    in_memory: bool = True,
+) -> tuple[DataLoader, DataLoader | None, DataLoader]:
+    """Train, validation and test loaders for MNIST or Fashion-MNIST.
+
+    Each batch is ``(images, labels)``: images ``[B, 1, 28, 28]`` float32 in ``[0, 1]``,
+    labels ``[B]`` int64.
+
+    Args:
+        dataset: ``"mnist"`` or ``"fashion-mnist"``.
+        batch_size: images per batch (the last batch may be smaller).
+        validation_fraction: share of the training split held out, drawn at random (seeded).
+            ``0`` means no validation loader (``None`` is returned in its place).
+        root: data folder; defaults to ``$VAE_DATA_DIR``, then ``<repo>/data``.
+        download: try to download missing files (needs internet).
+        num_workers: DataLoader worker processes.
+        seed: seeds the split, the subset and the training shuffle (a ``torch.Generator``),
+            so the same seed gives the same batches.
+        train_subset: if given, train on only this many randomly chosen images (smoke runs).
+        in_memory: the fast path. The whole split is held as one tensor and batched by
+            indexing, with no per-sample PIL/ToTensor work (about 60x faster per epoch than a
+            plain DataLoader on a 2-core CPU). ``False`` gives the classic per-sample loader.
+
+    Raises:
+        DatasetNotFoundError: the files are missing and could not be downloaded.
+    """
+    if not 0.0 <= validation_fraction < 1.0:
+        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    if batch_size < 1:
+        raise ValueError(f"batch_size must be positive, got {batch_size}")
+
+    train_raw = load_split(dataset, train=True, root=root, download=download)
+    test_raw = load_split(dataset, train=False, root=root, download=download)
+    train_ds: Dataset = _as_tensor_dataset(train_raw) if in_memory else train_raw
+    test_ds: Dataset = _as_tensor_dataset(test_raw) if in_memory else test_raw
+
+    generator = torch.Generator().manual_seed(seed)
+    order = torch.randperm(len(train_raw), generator=generator)
+    n_valid = int(round(validation_fraction * len(train_raw)))
+    valid_idx, train_idx = order[:n_valid], order[n_valid:]
+    if train_subset is not None:
+        if train_subset < 1:
+            raise ValueError(f"train_subset must be positive, got {train_subset}")
+        train_idx = train_idx[:train_subset]
+    if n_valid or train_subset is not None:
+        train_ds_split = _subset(train_ds, train_idx)
+    else:
+        train_ds_split = train_ds
+
+    train_loader = _make_loader(train_ds_split, batch_size, True, seed, in_memory, num_workers)
+    valid_loader = (
+        _make_loader(_subset(train_ds, valid_idx), batch_size, False, seed, in_memory, num_workers)
+        if n_valid
+        else None
+    )
+    test_loader = _make_loader(test_ds, batch_size, False, seed, in_memory, num_workers)
+    return train_loader, valid_loader, test_loader

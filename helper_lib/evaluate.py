@@ -1,0 +1,225 @@
+"""Evaluation: losses on a split, importance-weighted log-likelihood, active units, latents.
+
+Every function here runs the model under ``eval()`` and ``torch.no_grad()``, seeds its own
+randomness (without disturbing the global RNG) and puts the model back in the mode it was in.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+
+from .losses import kl_divergence, reconstruction_loss
+from .utils import resolve_precision
+
+__all__ = [
+    "evaluate_vae",
+    "evaluate_autoencoder",
+    "importance_weighted_log_likelihood",
+    "active_units",
+    "ActiveUnits",
+    "collect_latents",
+    "reconstruct",
+    "model_device",
+]
+
+
+def model_device(model: nn.Module) -> torch.device:
+    """The device of the model's parameters."""
+    return next(model.parameters()).device
+
+
+@contextlib.contextmanager
+def _inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
+    """``eval()`` + ``no_grad()`` + a private, seeded RNG; restores the model's mode after."""
+    was_training = model.training
+    device = model_device(model)
+    devices = [device] if device.type == "cuda" else []
+    model.eval()
+    try:
+        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+            if seed is not None:
+                torch.manual_seed(seed)
+            yield device
+    finally:
+        model.train(was_training)
+
+
+def _batches(loader: DataLoader, device: torch.device, max_items: int | None) -> Iterator[Tensor]:
+    seen = 0
+    for x, *_ in loader:
+        if max_items is not None:
+            if seen >= max_items:
+                return
+            x = x[: max_items - seen]
+        seen += len(x)
+        yield x.to(device)
+
+
+def evaluate_vae(
+    model: nn.Module,
+    loader: DataLoader,
+    kind: str = "mse",
+    reconstruction_weight: float = 1.0,
+    beta: float = 1.0,
+    seed: int | None = 0,
+    precision: str = "fp32",
+    max_items: int | None = None,
+) -> dict[str, float]:
+    """Mean loss per image on a split: ``{"total", "reconstruction", "kl"}``.
+
+    Same definitions as training (:func:`helper_lib.losses.vae_loss`): per-image sums over
+    pixels and latent dims, averaged over all images (so a small last batch counts for what it
+    is). ``z`` is sampled, with a fixed ``seed`` so repeated calls agree exactly.
+    """
+    with _inference(model, seed) as device:
+        prec = resolve_precision(precision, device)
+        sums = torch.zeros(2, dtype=torch.float64)
+        n = 0
+        for x in _batches(loader, device, max_items):
+            with prec.autocast(device):
+                _, mu, logvar, x_hat = model(x)
+            rec = reconstruction_loss(x_hat, x, kind)
+            kl = kl_divergence(mu.float(), logvar.float())
+            sums += torch.stack([rec.sum(), kl.sum()]).double().cpu()
+            n += len(x)
+    rec_mean, kl_mean = (sums / max(n, 1)).tolist()
+    return {
+        "total": reconstruction_weight * rec_mean + beta * kl_mean,
+        "reconstruction": rec_mean,
+        "kl": kl_mean,
+    }
+
+
+def evaluate_autoencoder(
+    model: nn.Module, loader: DataLoader, precision: str = "fp32", max_items: int | None = None
+) -> dict[str, float]:
+    """Mean squared error per pixel on a split: ``{"mse": ...}``."""
+    with _inference(model, None) as device:
+        prec = resolve_precision(precision, device)
+        total, count = 0.0, 0
+        for x in _batches(loader, device, max_items):
+            with prec.autocast(device):
+                _, x_hat = model(x)
+            total += F.mse_loss(x_hat.float(), x, reduction="sum").item()
+            count += x.numel()
+    return {"mse": total / max(count, 1)}
+
+
+def _log_likelihood_of_x(x_hat: Tensor, x: Tensor, kind: str) -> Tensor:
+    """log p(x | z) per sample, ``[N]``, for the decoder's output ``x_hat`` ``[N, ...]``."""
+    if kind == "bce":
+        return -reconstruction_loss(x_hat, x, "bce")
+    if kind == "mse":
+        # N(x; x_hat, sigma^2 I) with sigma^2 = 1/2:  -||x - x_hat||^2 - (P/2) log(pi)
+        pixels = x[0].numel()
+        return -reconstruction_loss(x_hat, x, "mse") - 0.5 * pixels * math.log(math.pi)
+    raise ValueError(f"kind must be 'mse' or 'bce', got {kind!r}")
+
+
+def importance_weighted_log_likelihood(
+    model: nn.Module,
+    loader: DataLoader,
+    k: int = 100,
+    kind: str = "mse",
+    seed: int | None = 0,
+    max_items: int | None = None,
+    chunk: int = 4096,
+) -> float:
+    """Importance-weighted estimate of the mean log p(x) per image, in nats (Burda et al., 2016).
+
+    .. math:: \\log p(x) \\approx \\log \\frac1k \\sum_{i=1}^k
+              \\frac{p(x \\mid z_i)\\, p(z_i)}{q(z_i \\mid x)}, \\quad z_i \\sim q(z \\mid x)
+
+    computed with log-sum-exp. It is a lower bound that tightens as ``k`` grows (``k = 1`` is
+    the ELBO).
+
+    The decoder likelihood must match the training loss:
+
+    * ``kind="mse"``: Gaussian ``N(x_hat, sigma^2 I)`` with fixed ``sigma^2 = 1/2``, the
+      density whose negative log is the summed squared error plus
+      ``(784 / 2) log(pi)``. MNIST pixels are not continuous, so this is a *density*, not a
+      probability, and the number can be positive; compare it only between Gaussian models.
+    * ``kind="bce"``: independent Bernoulli pixels, ``log p = -BCE`` (a proper likelihood for
+      binarized images).
+
+    Runs in fp32. Cost: ``k`` decoder passes per image.
+    """
+    if k < 1:
+        raise ValueError(f"k must be >= 1, got {k}")
+    with _inference(model, seed) as device:
+        total, n = 0.0, 0
+        for x in _batches(loader, device, max_items):
+            mu, logvar = model.encode(x)  # [B, D]
+            std = torch.exp(0.5 * logvar)
+            per_chunk = max(1, chunk // len(x))
+            log_w = []
+            for start in range(0, k, per_chunk):
+                kk = min(per_chunk, k - start)
+                eps = torch.randn((kk, *mu.shape), device=device)
+                z = mu + std * eps  # [kk, B, D]
+                log_q = torch.distributions.Normal(mu, std).log_prob(z).sum(-1)  # [kk, B]
+                log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+                x_hat = model.decode(z.reshape(-1, z.shape[-1]))  # [kk * B, 1, 28, 28]
+                x_rep = x.unsqueeze(0).expand(kk, *x.shape).reshape(x_hat.shape)
+                log_px = _log_likelihood_of_x(x_hat, x_rep, kind).reshape(kk, len(x))
+                log_w.append(log_px + log_prior - log_q)
+            ll = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # [B]
+            total += ll.double().sum().item()
+            n += len(x)
+    return total / max(n, 1)
+
+
+class ActiveUnits(NamedTuple):
+    """``count`` latent dims whose posterior mean varies across the data by more than the
+    threshold; ``variances`` ``[D]`` is Var_x(E_q[z_j | x]) for each dim."""
+
+    count: int
+    variances: Tensor
+
+
+def active_units(
+    model: nn.Module, loader: DataLoader, threshold: float = 0.01, max_items: int | None = None
+) -> ActiveUnits:
+    """Count the active latent units (Burda et al., 2016): dims ``j`` with
+    ``Var_x(mu_j(x)) > threshold``. An inactive unit's ``mu`` ignores the input, i.e. its
+    posterior has collapsed to the prior."""
+    codes, _ = collect_latents(model, loader, max_items=max_items)
+    variances = codes.double().var(dim=0)
+    return ActiveUnits(int((variances > threshold).sum()), variances.float())
+
+
+def collect_latents(
+    model: nn.Module, loader: DataLoader, max_items: int | None = None
+) -> tuple[Tensor, Tensor]:
+    """Deterministic codes and labels for a split: ``(codes [N, D], labels [N])`` on the CPU.
+
+    Codes are ``model.embed(x)``: ``mu`` for a VAE, ``z`` for a plain autoencoder.
+    """
+    with _inference(model, None) as device:
+        codes, labels = [], []
+        seen = 0
+        for x, y in loader:
+            if max_items is not None and seen >= max_items:
+                break
+            take = len(x) if max_items is None else min(len(x), max_items - seen)
+            codes.append(model.embed(x[:take].to(device)).float().cpu())
+            labels.append(y[:take])
+            seen += take
+    return torch.cat(codes), torch.cat(labels)
+
+
+def reconstruct(model: nn.Module, x: Tensor) -> Tensor:
+    """Deterministic reconstructions ``decode(embed(x))``: ``[B, 1, 28, 28] -> [B, 1, 28, 28]``.
+
+    For a VAE this decodes the posterior mean (no sampling noise).
+    """
+    with _inference(model, None) as device:
+        return model.decode(model.embed(x.to(device))).float().cpu()

@@ -1,0 +1,145 @@
+"""The lecture's convolutional autoencoder (L16) and convolutional VAE (L17.5).
+
+Both share the same convolutional stacks; they differ only in the bottleneck:
+
+* ``ConvAutoencoder``: one ``Linear(3136, latent_dim)`` gives the code ``z``.
+* ``ConvVAE``: two separate ``Linear(3136, latent_dim)`` layers give ``mu`` and ``logvar``,
+  and ``z = mu + exp(logvar / 2) * eps`` with ``eps ~ N(0, I)``.
+
+Shapes (``B`` = batch, ``D`` = ``latent_dim``): images ``[B, 1, 28, 28]`` in ``[0, 1]``;
+codes ``[B, D]``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = ["ConvAutoencoder", "ConvVAE", "Trim", "count_parameters", "MODELS"]
+
+_FLAT = 64 * 7 * 7  # 3136 features after the encoder's conv stack
+
+
+class Trim(nn.Module):
+    """Crop ``[B, C, H, W]`` to ``[B, C, 28, 28]`` (the decoder produces 29 x 29)."""
+
+    def __init__(self, size: int = 28) -> None:
+        super().__init__()
+        self.size = size
+
+    def forward(self, x: Tensor) -> Tensor:
+        return x[:, :, : self.size, : self.size]
+
+
+def _encoder_stack() -> nn.Sequential:
+    """``[B, 1, 28, 28] -> [B, 3136]``: four 3x3 convolutions, 28 -> 28 -> 14 -> 7 -> 7."""
+    return nn.Sequential(
+        nn.Conv2d(1, 32, kernel_size=3, stride=1, padding=1),
+        nn.LeakyReLU(0.01),
+        nn.Conv2d(32, 64, kernel_size=3, stride=2, padding=1),
+        nn.LeakyReLU(0.01),
+        nn.Conv2d(64, 64, kernel_size=3, stride=2, padding=1),
+        nn.LeakyReLU(0.01),
+        nn.Conv2d(64, 64, kernel_size=3, stride=1, padding=1),
+        nn.Flatten(),
+    )
+
+
+def _decoder_stack(latent_dim: int) -> nn.Sequential:
+    """``[B, D] -> [B, 1, 28, 28]`` in (0, 1): 7 -> 7 -> 13 -> 27 -> 29, trimmed to 28."""
+    return nn.Sequential(
+        nn.Linear(latent_dim, _FLAT),
+        nn.Unflatten(1, (64, 7, 7)),
+        nn.ConvTranspose2d(64, 64, kernel_size=3, stride=1, padding=1),
+        nn.LeakyReLU(0.01),
+        nn.ConvTranspose2d(64, 64, kernel_size=3, stride=2, padding=1),
+        nn.LeakyReLU(0.01),
+        nn.ConvTranspose2d(64, 32, kernel_size=3, stride=2, padding=0),
+        nn.LeakyReLU(0.01),
+        nn.ConvTranspose2d(32, 1, kernel_size=3, stride=1, padding=0),
+        Trim(28),
+        nn.Sigmoid(),
+    )
+
+
+class ConvAutoencoder(nn.Module):
+    """The L16 convolutional autoencoder, x -> z -> x_hat.
+
+    200,963 parameters at ``latent_dim=2``.
+    """
+
+    def __init__(self, latent_dim: int = 2) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = nn.Sequential(_encoder_stack(), nn.Linear(_FLAT, latent_dim))
+        self.decoder = _decoder_stack(latent_dim)
+
+    def encode(self, x: Tensor) -> Tensor:
+        """``[B, 1, 28, 28] -> z [B, D]``."""
+        return self.encoder(x)
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``z [B, D] -> x_hat [B, 1, 28, 28]`` in (0, 1)."""
+        return self.decoder(z)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The deterministic code used for plots: here simply ``z``, ``[B, D]``."""
+        return self.encode(x)
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [B, 1, 28, 28] -> (z [B, D], x_hat [B, 1, 28, 28])``."""
+        z = self.encode(x)
+        return z, self.decode(z)
+
+
+class ConvVAE(nn.Module):
+    """The L17.5 convolutional VAE. 207,237 parameters at ``latent_dim=2``.
+
+    ``forward`` returns ``(z, mu, logvar, x_hat)``, each ``[B, D]`` except ``x_hat``
+    (``[B, 1, 28, 28]``). ``z`` is a fresh random sample on every call, in train and eval mode.
+    """
+
+    def __init__(self, latent_dim: int = 2) -> None:
+        super().__init__()
+        self.latent_dim = latent_dim
+        self.encoder = _encoder_stack()
+        self.z_mean = nn.Linear(_FLAT, latent_dim)
+        self.z_log_var = nn.Linear(_FLAT, latent_dim)
+        self.decoder = _decoder_stack(latent_dim)
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        """``x [B, 1, 28, 28] -> (mu [B, D], logvar [B, D])``, the parameters of q(z | x)."""
+        h = self.encoder(x)
+        return self.z_mean(h), self.z_log_var(h)
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor) -> Tensor:
+        """``z = mu + sigma * eps`` with ``sigma = exp(logvar / 2)``, ``eps ~ N(0, I)``; ``[B, D]``.
+
+        ``eps`` is drawn with ``randn_like``, so it lands on ``mu``'s device and dtype; the
+        randomness sits in ``eps`` alone, so gradients flow to both ``mu`` and ``logvar``.
+        """
+        eps = torch.randn_like(mu)
+        return mu + torch.exp(0.5 * logvar) * eps
+
+    def decode(self, z: Tensor) -> Tensor:
+        """``z [B, D] -> x_hat [B, 1, 28, 28]`` in (0, 1)."""
+        return self.decoder(z)
+
+    def embed(self, x: Tensor) -> Tensor:
+        """The deterministic code used for plots: the posterior mean ``mu``, ``[B, D]``."""
+        return self.encode(x)[0]
+
+    def forward(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``x [B, 1, 28, 28] -> (z, mu, logvar, x_hat)``."""
+        mu, logvar = self.encode(x)
+        z = self.reparameterize(mu, logvar)
+        return z, mu, logvar, self.decode(z)
+
+
+MODELS: dict[str, type[nn.Module]] = {"ConvVAE": ConvVAE, "ConvAutoencoder": ConvAutoencoder}
+
+
+def count_parameters(model: nn.Module) -> int:
+    """Number of trainable parameters."""
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)

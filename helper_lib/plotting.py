@@ -1,0 +1,293 @@
+"""Figures for the notebooks and the command line.
+
+Every function returns a ``matplotlib.figure.Figure``, never calls ``plt.show()``, and saves to
+``path`` when one is given. Image grids are built with ``torchvision.utils.make_grid``.
+Models are used through ``model.embed`` (the deterministic code: ``mu`` for a VAE, ``z`` for an
+autoencoder) and ``model.decode``, so the same functions work for both models.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+from torch.utils.data import DataLoader
+from torchvision.utils import make_grid
+
+from .evaluate import _inference, collect_latents, reconstruct
+from .losses import kl_divergence
+from .train import History
+
+__all__ = [
+    "plot_training_loss",
+    "plot_images",
+    "plot_reconstructions",
+    "plot_latent_space",
+    "plot_samples",
+    "plot_decoded_points",
+    "plot_latent_manifold",
+    "plot_interpolation",
+    "plot_bce_vs_mse",
+    "plot_kl_surface",
+    "plot_sample_histogram",
+    "plt",
+]
+
+PathLike = str | os.PathLike | None
+_TITLES = {"total": "combined loss", "reconstruction": "reconstruction loss",
+           "kl": "KL divergence", "mse": "MSE per pixel"}
+
+
+def _finish(fig: Figure, path: PathLike) -> Figure:
+    if path is not None:
+        fig.savefig(path, dpi=120, bbox_inches="tight")
+    return fig
+
+
+def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
+    if ax is not None:
+        return ax.figure, ax
+    fig, ax = plt.subplots(figsize=figsize, layout="constrained")
+    return fig, ax
+
+
+def _running_average(values: np.ndarray, window: int) -> np.ndarray:
+    window = max(1, min(window, len(values)))
+    return np.convolve(values, np.ones(window) / window, mode="valid")
+
+
+def plot_training_loss(
+    history: History,
+    keys: str | Sequence[str] | None = None,
+    averaging_iterations: int = 100,
+    path: PathLike = None,
+) -> Figure:
+    """Per-batch training loss with a running average, one panel per loss component.
+
+    The bottom axis counts iterations (batches), the top axis counts epochs. The y-range is
+    set from the running average after the first few hundred steps, so the large initial
+    losses do not squash the rest of the curve (the lecture's choice).
+    """
+    keys = [keys] if isinstance(keys, str) else list(keys or history.names)
+    fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), layout="constrained",
+                             squeeze=False)
+    per_epoch = history.batches_per_epoch[0] if history.batches_per_epoch else 1
+    for ax, key in zip(axes[0], keys, strict=True):
+        values = np.asarray(history.batch[key], dtype=float)
+        steps = np.arange(1, len(values) + 1)
+        ax.plot(steps, values, lw=0.6, alpha=0.35, label="per batch")
+        window = min(averaging_iterations, max(1, len(values) // 5))
+        avg = _running_average(values, window)
+        ax.plot(steps[window - 1:], avg, lw=1.6, label=f"running mean ({window} batches)")
+        tail = avg[min(len(avg) - 1, len(avg) // 10):]
+        if len(tail) and np.isfinite(tail).all():
+            lo, hi = float(tail.min()), float(tail.max())
+            pad = 0.15 * (hi - lo) + 1e-12
+            ax.set_ylim(lo - pad, hi + 3 * pad)
+        ax.set_xlabel("iteration")
+        ax.set_ylabel(key)
+        ax.set_title(_TITLES.get(key, key))
+        top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch,
+                                                   lambda e: e * per_epoch))
+        top.set_xlabel("epoch")
+        ax.legend(fontsize=8, loc="upper right")
+    return _finish(fig, path)
+
+
+def plot_images(
+    images: Tensor,
+    nrow: int = 10,
+    title: str | None = None,
+    ax: Axes | None = None,
+    path: PathLike = None,
+) -> Figure:
+    """Show ``[N, 1, 28, 28]`` images in [0, 1] as one grid (``make_grid``), ``nrow`` per row."""
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2,
+                     pad_value=1.0)
+    rows = (len(images) + nrow - 1) // nrow
+    fig, ax = _new_axes(ax, (max(2.0, 0.6 * min(nrow, len(images))), max(1.0, 0.6 * rows) + 0.4))
+    ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
+    ax.set_axis_off()
+    if title:
+        ax.set_title(title)
+    return _finish(fig, path)
+
+
+def plot_reconstructions(
+    model: nn.Module, images: Tensor, n: int = 15, path: PathLike = None
+) -> Figure:
+    """Originals (top row) over their reconstructions (bottom row), ``n`` of them.
+
+    Reconstructions decode the deterministic code (``mu`` for a VAE), see
+    :func:`helper_lib.evaluate.reconstruct`.
+    """
+    x = images[:n]
+    x_hat = reconstruct(model, x)
+    fig = plot_images(torch.cat([x.cpu(), x_hat]), nrow=len(x))
+    fig.axes[0].set_title("top: original    bottom: reconstruction")
+    return _finish(fig, path)
+
+
+def plot_latent_space(
+    model: nn.Module,
+    loader: DataLoader,
+    max_items: int | None = 10_000,
+    ax: Axes | None = None,
+    lims: tuple[float, float, float, float] | None = None,
+    title: str | None = None,
+    path: PathLike = None,
+) -> Figure:
+    """Scatter of the 2-D codes (``mu`` for a VAE), coloured by label, with a legend.
+
+    Args:
+        lims: ``(xmin, xmax, ymin, ymax)``; pass the same limits to compare two models.
+        ax: draw into this axes (e.g. one panel of a side-by-side figure).
+    """
+    codes, labels = collect_latents(model, loader, max_items=max_items)
+    if codes.shape[1] != 2:
+        raise ValueError(f"plot_latent_space needs a 2-D latent space, got {codes.shape[1]}-D")
+    fig, ax = _new_axes(ax, (5.6, 5.0))
+    cmap = plt.get_cmap("tab10")
+    for digit in labels.unique().tolist():
+        sel = labels == digit
+        ax.scatter(codes[sel, 0], codes[sel, 1], s=2, alpha=0.5, color=cmap(digit % 10),
+                   label=str(digit), rasterized=True)
+    ax.legend(title="label", markerscale=5, fontsize=8, loc="upper right", ncol=2)
+    ax.axhline(0, color="0.6", lw=0.5)
+    ax.axvline(0, color="0.6", lw=0.5)
+    if lims is not None:
+        ax.set_xlim(lims[0], lims[1])
+        ax.set_ylim(lims[2], lims[3])
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    ax.set_title(title or f"latent space ({type(model).__name__})")
+    return _finish(fig, path)
+
+
+def plot_decoded_points(
+    model: nn.Module, z: Tensor | Sequence[Sequence[float]], nrow: int = 10,
+    title: str | None = None, ax: Axes | None = None, path: PathLike = None,
+) -> Figure:
+    """Decode the latent points ``z`` (``[N, D]``) and show the images in a grid."""
+    z = torch.as_tensor(z, dtype=torch.float32)
+    if z.dim() == 1:
+        z = z.unsqueeze(0)
+    with _inference(model, None) as device:
+        images = model.decode(z.to(device)).float().cpu()
+    return plot_images(images, nrow=min(nrow, len(images)), title=title, ax=ax, path=path)
+
+
+def plot_samples(
+    model: nn.Module, n: int = 100, nrow: int = 10, seed: int = 0,
+    title: str | None = "decoded samples $z \\sim N(0, I)$", ax: Axes | None = None,
+    path: PathLike = None,
+) -> Figure:
+    """Decode ``n`` draws ``z ~ N(0, I)`` (seeded) into a grid of ``nrow`` columns."""
+    z = torch.randn(n, model.latent_dim, generator=torch.Generator().manual_seed(seed))
+    return plot_decoded_points(model, z, nrow=nrow, title=title, ax=ax, path=path)
+
+
+def plot_latent_manifold(
+    model: nn.Module, n: int = 15, quantiles: tuple[float, float] = (0.05, 0.95),
+    path: PathLike = None,
+) -> Figure:
+    """For a 2-D latent space: decode an ``n x n`` grid of points placed at evenly spaced
+    quantiles of N(0, 1) along each axis, so each image covers an equal share of prior mass.
+    ``z_1`` grows to the right, ``z_2`` grows upwards."""
+    if model.latent_dim != 2:
+        raise ValueError("plot_latent_manifold needs latent_dim == 2")
+    probs = torch.linspace(quantiles[0], quantiles[1], n)
+    axis = torch.distributions.Normal(0.0, 1.0).icdf(probs)
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z_2
+    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+    fig = plot_decoded_points(model, z, nrow=n)
+    fig.set_size_inches(7, 7)
+    fig.axes[0].set_title(f"decoder over N(0, 1) quantiles {quantiles[0]:.2f}..{quantiles[1]:.2f}")
+    return _finish(fig, path)
+
+
+def plot_interpolation(
+    model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int = 10, path: PathLike = None
+) -> Figure:
+    """Decode evenly spaced points on the line between the codes of two images.
+
+    ``x_a``, ``x_b``: ``[1, 28, 28]`` or ``[1, 1, 28, 28]``. The first and last panels are the
+    reconstructions of the two endpoints.
+    """
+    with _inference(model, None) as device:
+        pair = torch.stack([x_a.reshape(1, 28, 28), x_b.reshape(1, 28, 28)]).to(device)
+        za, zb = model.embed(pair)
+    t = torch.linspace(0, 1, steps, device=za.device).unsqueeze(1)
+    z = (1 - t) * za + t * zb
+    return plot_decoded_points(model, z.cpu(), nrow=steps, title="interpolation in latent space",
+                               path=path)
+
+
+def plot_bce_vs_mse(
+    targets: Sequence[float] = (0.2, 0.4, 0.8), path: PathLike = None
+) -> Figure:
+    """Per-pixel BCE and squared error as a function of the prediction, for a few targets.
+
+    Marks the value at prediction == target: zero for MSE, the target's entropy for BCE.
+    """
+    p = torch.linspace(0.005, 0.995, 400)
+    fig, (ax_b, ax_m) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for i, y in enumerate(targets):
+        color = plt.get_cmap("tab10")(i)
+        yy = torch.full_like(p, y)
+        bce = torch.nn.functional.binary_cross_entropy(p, yy, reduction="none")
+        ax_b.plot(p, bce, color=color, label=f"target {y}")
+        at = torch.nn.functional.binary_cross_entropy(torch.tensor(y), torch.tensor(y)).item()
+        ax_b.plot([y], [at], "o", color=color)
+        ax_b.annotate(f"{at:.3f}", (y, at), textcoords="offset points", xytext=(4, 6),
+                      color=color, fontsize=8)
+        ax_m.plot(p, (p - y) ** 2, color=color, label=f"target {y}")
+        ax_m.plot([y], [0.0], "o", color=color)
+    ax_b.set(title="binary cross-entropy", xlabel="prediction $\\hat{x}$", ylabel="loss",
+             ylim=(0, 2.5))
+    ax_m.set(title="squared error", xlabel="prediction $\\hat{x}$", ylabel="loss")
+    ax_b.legend(fontsize=8)
+    ax_m.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_kl_surface(
+    mu_range: tuple[float, float] = (-3, 3), logvar_range: tuple[float, float] = (-4, 3),
+    path: PathLike = None,
+) -> Figure:
+    """Contours of KL(N(mu, exp(logvar)) || N(0, 1)) for one latent dimension; the minimum
+    (zero) sits at ``mu = 0, logvar = 0``."""
+    mu = torch.linspace(*mu_range, 201)
+    lv = torch.linspace(*logvar_range, 201)
+    m, v = torch.meshgrid(mu, lv, indexing="xy")
+    kl = kl_divergence(m.reshape(-1, 1), v.reshape(-1, 1)).reshape(m.shape)
+    fig, ax = plt.subplots(figsize=(5.6, 4.4), layout="constrained")
+    cs = ax.contourf(m, v, kl, levels=np.linspace(0, float(kl.max()), 30), cmap="viridis")
+    ax.contour(m, v, kl, levels=[0.1, 0.5, 1, 2, 4], colors="white", linewidths=0.6)
+    ax.plot([0], [0], "r*", ms=12, label="minimum: $\\mu=0$, $\\log\\sigma^2=0$")
+    fig.colorbar(cs, ax=ax, label="KL divergence (nats)")
+    ax.set(xlabel="$\\mu$", ylabel="$\\log \\sigma^2$", title="KL to N(0, 1), one dimension")
+    ax.legend(loc="lower right", fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_sample_histogram(
+    samples: Tensor, mu: float, sigma: float, bins: int = 60, title: str | None = None,
+    path: PathLike = None,
+) -> Figure:
+    """Histogram of 1-D ``samples`` against the density of N(mu, sigma^2)."""
+    s = samples.detach().float().cpu().reshape(-1).numpy()
+    fig, ax = plt.subplots(figsize=(5.6, 3.6), layout="constrained")
+    ax.hist(s, bins=bins, density=True, alpha=0.6, label=f"{len(s):,} samples")
+    xs = np.linspace(mu - 4 * sigma, mu + 4 * sigma, 300)
+    pdf = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
+    ax.plot(xs, pdf, "k", lw=1.5, label=f"N({mu:g}, {sigma:g}$^2$) density")
+    ax.set(xlabel="z", ylabel="density", title=title or "samples vs. target density")
+    ax.legend(fontsize=8)
+    return _finish(fig, path)
