@@ -35,9 +35,15 @@ __all__ = [
     "sha256_file",
     "write_sha256",
     "library_versions",
+    "PRETRAINED_DIR",
+    "pretrained_path",
+    "load_pretrained",
+    "load_pretrained_history",
 ]
 
 FORMAT = "helper_lib-checkpoint/1"
+#: Where the shipped checkpoints live (committed to git; see data/pretrained/README.md).
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
 
 
 class CheckpointError(RuntimeError):
@@ -195,3 +201,36 @@ def load_model(
         ) from None
     model.checkpoint_metadata = payload.get("metadata", {})
     return model.to(device).eval()
+
+
+def pretrained_path(name: str) -> Path:
+    """``data/pretrained/<name>.pt``, e.g. ``pretrained_path("conv_vae_mnist")``."""
+    return PRETRAINED_DIR / f"{name}.pt"
+
+
+def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module | None:
+    """The shipped checkpoint ``name`` (sha256-verified, in ``eval()`` mode), or ``None`` if the
+    file is absent, so that notebooks can fall back to training:
+
+    >>> model = load_pretrained("conv_vae_mnist")  # doctest: +SKIP
+    >>> if model is None: ...                      # train from scratch
+
+    Raises:
+        CheckpointError: the file exists but is corrupted, truncated or does not fit.
+    """
+    path = pretrained_path(name)
+    if not path.is_file():
+        return None
+    return load_model(path, device=device)
+
+
+def load_pretrained_history(name: str) -> Any:
+    """The full training history (per batch and per epoch) of a shipped checkpoint, or ``None``.
+
+    Read from ``data/pretrained/<name>.history.json``; returns a
+    :class:`helper_lib.train.History`.
+    """
+    from .train import History  # train imports this module
+
+    path = PRETRAINED_DIR / f"{name}.history.json"
+    return History.from_json(path) if path.is_file() else None

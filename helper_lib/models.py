@@ -15,7 +15,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-__all__ = ["ConvAutoencoder", "ConvVAE", "Trim", "count_parameters", "MODELS"]
+__all__ = ["ConvAutoencoder", "ConvVAE", "Trim", "count_parameters", "layer_shapes", "MODELS"]
 
 _FLAT = 64 * 7 * 7  # 3136 features after the encoder's conv stack
 
@@ -143,3 +143,29 @@ MODELS: dict[str, type[nn.Module]] = {"ConvVAE": ConvVAE, "ConvAutoencoder": Con
 def count_parameters(model: nn.Module) -> int:
     """Number of trainable parameters."""
     return sum(p.numel() for p in model.parameters() if p.requires_grad)
+
+
+def layer_shapes(model: nn.Module, x: Tensor) -> list[tuple[str, str, tuple[int, ...]]]:
+    """Run ``x`` through ``model`` and record every layer's output, in call order.
+
+    Returns rows ``(name, layer, output_shape)``, e.g.
+    ``("encoder.0", "Conv2d(1, 32, ...)", (B, 32, 28, 28))``. Only leaf layers are listed
+    (not the containers), so the rows read like the architecture from input to output.
+    """
+    rows: list[tuple[str, str, tuple[int, ...]]] = []
+    hooks = []
+    for name, module in model.named_modules():
+        if name and not any(True for _ in module.children()):
+            def hook(mod: nn.Module, inp: object, out: Tensor, name: str = name) -> None:
+                rows.append((name, repr(mod), tuple(out.shape)))
+            hooks.append(module.register_forward_hook(hook))
+    was_training = model.training
+    try:
+        model.eval()
+        with torch.no_grad():
+            model(x)
+    finally:
+        model.train(was_training)
+        for h in hooks:
+            h.remove()
+    return rows

@@ -20,5 +20,6 @@ python -m helper_lib evaluate runs/conv_ae_mnist/model.pt --save
 for name in conv_vae_mnist conv_ae_mnist; do
     cp "runs/$name/model.pt" "data/pretrained/$name.pt"
     cp "runs/$name/history.csv" "data/pretrained/$name.history.csv"
+    cp "runs/$name/history.json" "data/pretrained/$name.history.json"
     (cd data/pretrained && sha256sum "$name.pt" > "$name.pt.sha256")
 done
