@@ -1,7 +1,11 @@
 """Figures for the notebooks and the command line.
 
 Every function returns a ``matplotlib.figure.Figure``, never calls ``plt.show()``, and saves to
-``path`` when one is given. Image grids are built with ``torchvision.utils.make_grid``.
+``path`` when one is given. The returned figure is detached from pyplot (``plt.close``), so in
+Jupyter it shows exactly once, as the value of the cell's last expression (``fig``); without
+that, the inline backend would also show it on its own and it would appear twice. The figure
+stays fully usable (``fig.suptitle(...)``, ``fig.savefig(...)``). Image grids are built with
+``torchvision.utils.make_grid``.
 Models are used through ``model.embed`` (the deterministic code: ``mu`` for a VAE, ``z`` for an
 autoencoder) and ``model.decode``, so the same functions work for both models.
 """
@@ -47,6 +51,7 @@ _TITLES = {"total": "combined loss", "reconstruction": "reconstruction loss",
 def _finish(fig: Figure, path: PathLike) -> Figure:
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
+    plt.close(fig)  # shown once, as a cell's value, not again by the inline backend
     return fig
 
 
