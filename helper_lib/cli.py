@@ -83,6 +83,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = _command_line(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
     set_seed(args.seed)  # before building the model: the initial weights depend on it
     model = MODEL_CHOICES[args.model](latent_dim=args.latent_dim)
     train_loader, valid_loader, test_loader = get_dataloaders(
@@ -249,6 +251,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="train on this many random images only (quick runs)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps, ...")
+    p.add_argument("--threads", type=int, default=None,
+                   help="CPU threads for torch (default: one per core). Use 1 to run two "
+                   "trainings side by side on a 2-core machine without them slowing each other")
     p.add_argument("--data-root", default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")

@@ -100,9 +100,10 @@ class History:
 
 def _loader_generator(loader: DataLoader) -> torch.Generator | None:
     """The generator that shuffles ``loader`` (plain or in-memory batched loader)."""
-    if loader.generator is not None:
+    if getattr(loader, "generator", None) is not None:
         return loader.generator
-    inner = getattr(loader.sampler, "sampler", loader.sampler)
+    sampler = getattr(loader, "sampler", None)
+    inner = getattr(sampler, "sampler", sampler)
     return getattr(inner, "generator", None)
 
 

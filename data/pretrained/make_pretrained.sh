@@ -6,13 +6,18 @@
 # sha256 files are then copied here.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
+mkdir -p runs
 
+# The two runs go side by side, one CPU thread each (this was a 2-core machine).
 # L17.5: the lecture's convolutional VAE.
 python -m helper_lib train --model conv-vae --dataset mnist --epochs 50 --batch-size 256 \
-    --lr 5e-4 --latent-dim 2 --seed 123 --out runs/conv_vae_mnist
+    --lr 5e-4 --latent-dim 2 --seed 123 --threads 1 --out runs/conv_vae_mnist \
+    > runs/conv_vae_mnist.log 2>&1 &
 # L16: the plain convolutional autoencoder used by the sampling notebook.
 python -m helper_lib train --model conv-ae --dataset mnist --epochs 20 --batch-size 32 \
-    --lr 5e-4 --latent-dim 2 --seed 123 --out runs/conv_ae_mnist
+    --lr 5e-4 --latent-dim 2 --seed 123 --threads 1 --out runs/conv_ae_mnist \
+    > runs/conv_ae_mnist.log 2>&1 &
+wait
 
 python -m helper_lib evaluate runs/conv_vae_mnist/model.pt --k 100 --save
 python -m helper_lib evaluate runs/conv_ae_mnist/model.pt --save

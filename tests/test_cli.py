@@ -1,0 +1,74 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from helper_lib.checkpoints import load_model, sha256_file
+from helper_lib.cli import main
+
+
+def _run(*args, **kwargs):
+    return subprocess.run([sys.executable, "-m", "helper_lib", *args], capture_output=True,
+                          text=True, timeout=300, **kwargs)
+
+
+def test_help_lists_the_commands():
+    out = _run("--help")
+    assert out.returncode == 0
+    for command in ("train", "evaluate", "sample"):
+        assert command in out.stdout
+    train_help = _run("train", "--help").stdout
+    for flag in ("--model", "--epochs", "--batch-size", "--lr", "--latent-dim", "--seed", "--out"):
+        assert flag in train_help
+
+
+def test_train_evaluate_sample_end_to_end(tmp_path):
+    out = tmp_path / "run"
+    result = _run("train", "--model", "conv-vae", "--epochs", "1", "--batch-size", "128",
+                  "--train-subset", "256", "--seed", "1", "--out", str(out), "--no-progress")
+    assert result.returncode == 0, result.stderr
+    for name in ("model.pt", "model.pt.sha256", "train_state.pt", "history.csv", "history.json",
+                 "loss.png", "reconstructions.png", "latent_space.png", "samples.png",
+                 "manifold.png"):
+        assert (out / name).is_file(), name
+    model = load_model(out / "model.pt")
+    meta = model.checkpoint_metadata
+    assert meta["command"].startswith("python -m helper_lib train --model conv-vae")
+    assert meta["epochs"] == 1 and meta["parameters"] == 207_237
+    assert set(meta["test"]) == {"total", "reconstruction", "kl"}
+    assert meta["reference_eval"]["images"] == 2000
+    assert (out / "history.csv").read_text().count("\n") == 2  # header + one epoch
+    assert (out / "model.pt.sha256").read_text().split()[0] == sha256_file(out / "model.pt")
+
+    report = _run("evaluate", str(out / "model.pt"), "--k", "2", "--max-images", "64")
+    assert report.returncode == 0, report.stderr
+    data = json.loads(report.stdout)
+    assert data["parameters"] == 207_237
+    assert data["iw_log_likelihood"]["k"] == 2
+    assert 0 <= data["active_units"]["count"] <= 2
+
+    png = tmp_path / "s.png"
+    sampled = _run("sample", str(out / "model.pt"), "--n", "16", "--nrow", "4", "--out", str(png))
+    assert sampled.returncode == 0 and png.stat().st_size > 1000
+
+
+def test_autoencoder_trains_from_the_cli(tmp_path):
+    out = tmp_path / "ae"
+    assert main(["train", "--model", "conv-ae", "--epochs", "1", "--batch-size", "64",
+                 "--train-subset", "128", "--out", str(out), "--no-progress",
+                 "--no-figures"]) == 0
+    assert load_model(out / "model.pt").checkpoint_metadata["parameters"] == 200_963
+
+
+def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
+    assert main(["evaluate", str(tmp_path / "missing.pt")]) == 2
+    assert "checkpoint not found" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "x"), "--data-root", str(tmp_path),
+                 "--epochs", "1", "--no-progress"]) in (2,)
+    assert "VAE_DATA_DIR" in capsys.readouterr().err
+
+
+def test_unknown_model_is_rejected():
+    with pytest.raises(SystemExit):
+        main(["train", "--model", "resnet", "--out", "x"])

@@ -1,0 +1,93 @@
+import pytest
+import torch
+
+from helper_lib.evaluate import (
+    active_units,
+    collect_latents,
+    evaluate_autoencoder,
+    evaluate_vae,
+    importance_weighted_log_likelihood,
+    reconstruct,
+)
+from helper_lib.losses import vae_loss
+from helper_lib.models import ConvAutoencoder, ConvVAE
+
+
+@pytest.fixture(scope="module")
+def small_test(mnist_loaders):
+    from helper_lib.data import get_dataloaders
+
+    return get_dataloaders(batch_size=100)[2]
+
+
+def test_evaluate_vae_is_seeded_runs_in_eval_and_restores_the_mode(small_test):
+    torch.manual_seed(0)
+    model = ConvVAE().train()
+    state = torch.get_rng_state()
+    a = evaluate_vae(model, small_test, max_items=300)
+    b = evaluate_vae(model, small_test, max_items=300)
+    assert a == b
+    assert model.training
+    assert torch.equal(torch.get_rng_state(), state)  # global RNG untouched
+    assert a["total"] == pytest.approx(a["reconstruction"] + a["kl"])
+
+
+def test_evaluate_vae_matches_the_training_loss_definition(small_test):
+    torch.manual_seed(0)
+    model = ConvVAE().eval()
+    x, _ = next(iter(small_test))
+    torch.manual_seed(11)
+    with torch.no_grad():
+        _, mu, logvar, x_hat = model(x)
+    expected = vae_loss(x_hat, x, mu, logvar)
+    got = evaluate_vae(model, small_test, seed=11, max_items=100)
+    # evaluate_vae accumulates in float64, the batch mean is float32: agree to ~1e-5
+    assert got["reconstruction"] == pytest.approx(expected.reconstruction.item(), rel=1e-4)
+    assert got["kl"] == pytest.approx(expected.kl.item(), rel=1e-4)
+
+
+def test_evaluate_autoencoder_is_per_pixel_mse(small_test):
+    model = ConvAutoencoder()
+    x, _ = next(iter(small_test))
+    with torch.no_grad():
+        expected = ((model(x)[1] - x) ** 2).mean().item()
+    assert evaluate_autoencoder(model, small_test, max_items=100)["mse"] == pytest.approx(
+        expected, rel=1e-5)
+
+
+@pytest.mark.parametrize("kind", ["bce", "mse"])
+def test_iw_log_likelihood_is_a_tighter_bound_than_the_elbo(small_test, kind):
+    torch.manual_seed(0)
+    model = ConvVAE()
+    with torch.no_grad():  # a too-wide posterior (sigma^2 = e^2): the ELBO pays ~4.4 nats of KL
+        model.z_log_var.weight.zero_()
+        model.z_log_var.bias.fill_(2.0)
+    elbo_loss = evaluate_vae(model, small_test, kind=kind, max_items=200)["total"]
+    ll1 = importance_weighted_log_likelihood(model, small_test, k=1, kind=kind, max_items=200)
+    ll20 = importance_weighted_log_likelihood(model, small_test, k=20, kind=kind, max_items=200)
+    const = 0.0 if kind == "bce" else 0.5 * 784 * torch.log(torch.tensor(torch.pi)).item()
+    # k = 1 is an unbiased estimate of the ELBO; k = 20 is a tighter (larger) bound
+    assert ll1 == pytest.approx(-elbo_loss - const, rel=0.02)
+    # importance weighting recovers most of that gap (an untrained decoder ignores z, so
+    # log p(x) = ELBO + KL here, and the k = 20 bound gets within ~1 nat of it)
+    assert ll20 > ll1 + 3.0
+    assert ll20 < -elbo_loss - const + evaluate_vae(model, small_test, max_items=200)["kl"]
+
+
+def test_active_units_counts_dims_whose_mean_varies(small_test):
+    torch.manual_seed(0)
+    model = ConvVAE(latent_dim=4)
+    with torch.no_grad():  # switch off dims 2 and 3: their mu ignores the input
+        model.z_mean.weight[2:] = 0.0
+    au = active_units(model, small_test, max_items=500, threshold=1e-6)
+    assert au.count == 2
+    assert au.variances.shape == (4,)
+    assert (au.variances[2:] == 0).all()
+
+
+def test_collect_latents_and_reconstruct(small_test):
+    model = ConvVAE()
+    codes, labels = collect_latents(model, small_test, max_items=250)
+    assert codes.shape == (250, 2) and labels.shape == (250,)
+    x, _ = next(iter(small_test))
+    assert reconstruct(model, x[:5]).shape == (5, 1, 28, 28)

@@ -1,0 +1,55 @@
+"""Static checks of the committed notebooks (nbmake executes them separately, in smoke mode)."""
+
+import ast
+import json
+from pathlib import Path
+
+import pytest
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+EXPECTED = ["01_vae_overview", "02_sampling_from_a_vae", "03_logvar_trick", "04_vae_loss",
+            "05_conv_vae_mnist"]
+SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
+
+
+def _cells(path):
+    return json.loads(path.read_text())["cells"]
+
+
+def test_all_five_lectures_have_a_notebook():
+    assert [p.stem for p in NOTEBOOKS] == EXPECTED
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_committed_without_outputs(path):
+    for cell in _cells(path):
+        if cell["cell_type"] == "code":
+            assert cell["outputs"] == [], "strip outputs before committing"
+            assert cell["execution_count"] is None
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_structure(path):
+    cells = _cells(path)
+    code = [c for c in cells if c["cell_type"] == "code"]
+    tags = [set(c.get("metadata", {}).get("tags", [])) for c in code]
+    assert "parameters" in tags[0], "the first code cell is the parameters cell"
+    assert sum("parameters" in t for t in tags) == 1
+    assert any("solution" in t for t in tags), "exercises need solution cells"
+    for cell in cells:
+        assert cell["metadata"].get("slideshow", {}).get("slide_type") in SLIDE_TYPES
+    text = "".join("".join(c["source"]) for c in cells if c["cell_type"] == "markdown").lower()
+    assert "what you will learn" in text and "summary" in text and "exercise" in text
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_helper_code_and_no_hard_coded_device(path):
+    for cell in _cells(path):
+        if cell["cell_type"] != "code":
+            continue
+        source = "".join(cell["source"])
+        assert "cuda:" not in source
+        tree = ast.parse("\n".join(line for line in source.splitlines()
+                                   if not line.lstrip().startswith(("%", "!"))))
+        defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+        assert not defs, f"helper code belongs in helper_lib: {[d.name for d in defs]}"

@@ -1,0 +1,92 @@
+import matplotlib
+import matplotlib.pyplot as plt
+import pytest
+import torch
+from matplotlib.figure import Figure
+
+from helper_lib import plotting
+from helper_lib.models import ConvAutoencoder, ConvVAE
+from helper_lib.train import History
+
+matplotlib.use("Agg")
+
+
+@pytest.fixture(autouse=True)
+def no_show(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("the library must not call plt.show()")
+
+    monkeypatch.setattr(plt, "show", refuse)
+    yield
+    plt.close("all")
+
+
+@pytest.fixture(scope="module")
+def history():
+    h = History(("total", "reconstruction", "kl"))
+    for i in range(300):
+        h.batch["total"].append(100 / (1 + i) + 40)
+        h.batch["reconstruction"].append(100 / (1 + i) + 35)
+        h.batch["kl"].append(5 - 4 / (1 + i))
+    h.batches_per_epoch = [100, 100, 100]
+    return h
+
+
+def test_training_loss_has_one_panel_per_component_and_an_epoch_axis(history, tmp_path):
+    fig = plotting.plot_training_loss(history, path=tmp_path / "loss.png")
+    assert isinstance(fig, Figure)
+    main_axes = [ax for ax in fig.axes if ax.get_xlabel() == "iteration"]
+    assert len(main_axes) == 3
+    tops = [child for ax in main_axes for child in ax.child_axes]  # secondary x axes
+    assert [top.get_xlabel() for top in tops] == ["epoch"] * 3
+    # raw curve and running average
+    assert len(main_axes[0].lines) == 2
+    assert (tmp_path / "loss.png").stat().st_size > 1000
+
+
+@pytest.mark.parametrize("cls", [ConvVAE, ConvAutoencoder])
+def test_model_figures_work_for_both_models(cls, mnist_loaders, tmp_path):
+    torch.manual_seed(0)
+    model = cls()
+    _, _, test = mnist_loaders
+    x, _ = next(iter(test))
+    figs = {
+        "rec": plotting.plot_reconstructions(model, x, n=15),
+        "latent": plotting.plot_latent_space(model, test, max_items=500, lims=(-3, 3, -3, 3)),
+        "samples": plotting.plot_samples(model, n=20, nrow=10),
+        "manifold": plotting.plot_latent_manifold(model, n=5),
+        "interp": plotting.plot_interpolation(model, x[0], x[1], steps=6),
+        "points": plotting.plot_decoded_points(model, [[-2.5, 2.0]], path=tmp_path / "p.png"),
+    }
+    for fig in figs.values():
+        assert isinstance(fig, Figure)
+    assert (tmp_path / "p.png").is_file()
+    ax = figs["latent"].axes[0]
+    assert ax.get_xlim() == (-3, 3)
+    assert ax.get_legend() is not None
+    # reconstructions: a 2 x 15 grid of 28 x 28 tiles (+ 2 px padding)
+    image = figs["rec"].axes[0].images[0].get_array()
+    assert image.shape == (2 * 30 + 2, 15 * 30 + 2)
+
+
+def test_latent_space_draws_into_a_given_axes(mnist_loaders):
+    _, _, test = mnist_loaders
+    fig, axes = plt.subplots(1, 2)
+    out = plotting.plot_latent_space(ConvVAE(), test, max_items=200, ax=axes[1])
+    assert out is fig
+    assert axes[1].collections and not axes[0].collections
+
+
+def test_latent_plots_refuse_other_dimensions(mnist_loaders):
+    _, _, test = mnist_loaders
+    with pytest.raises(ValueError, match="2-D"):
+        plotting.plot_latent_space(ConvVAE(latent_dim=3), test, max_items=10)
+    with pytest.raises(ValueError, match="latent_dim"):
+        plotting.plot_latent_manifold(ConvVAE(latent_dim=3))
+
+
+def test_lecture_figures():
+    assert isinstance(plotting.plot_bce_vs_mse(), Figure)
+    assert isinstance(plotting.plot_kl_surface(), Figure)
+    fig = plotting.plot_sample_histogram(torch.randn(1000), 0.0, 1.0)
+    assert isinstance(fig, Figure)

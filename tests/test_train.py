@@ -1,0 +1,144 @@
+import json
+from unittest import mock
+
+import pytest
+import torch
+from torch.utils.data import DataLoader, TensorDataset
+
+from helper_lib import utils
+from helper_lib.models import ConvAutoencoder, ConvVAE
+from helper_lib.train import History, train_autoencoder, train_vae
+from helper_lib.utils import resolve_precision
+
+
+def _vae(seed=0):
+    torch.manual_seed(seed)
+    return ConvVAE(latent_dim=2)
+
+
+def test_a_few_hundred_steps_on_real_mnist_lower_the_loss(mnist_loaders):
+    train, _, test = mnist_loaders  # 2,048 real images, batches of 64 -> 32 steps per epoch
+    model = _vae()
+    history = train_vae(model, train, epochs=8, seed=0, progress=False)
+    steps = len(history.batch["total"])
+    assert steps == 256
+    first = sum(history.batch["total"][:20]) / 20
+    last = sum(history.batch["total"][-20:]) / 20
+    assert last < 0.6 * first  # roughly 180 -> 60 on this subset
+    assert history.train["total"][-1] < history.train["total"][0]
+    # the reconstruction improves on held-out images too
+    x, _ = next(iter(test))
+    untrained = _vae()
+    with torch.no_grad():
+        err_trained = ((model.decode(model.embed(x)) - x) ** 2).sum((1, 2, 3)).mean()
+        err_untrained = ((untrained.decode(untrained.embed(x)) - x) ** 2).sum((1, 2, 3)).mean()
+    assert err_trained < 0.7 * err_untrained
+
+
+def test_autoencoder_training_lowers_the_per_pixel_mse(mnist_loaders):
+    from helper_lib.evaluate import evaluate_autoencoder
+
+    train, _, test = mnist_loaders
+    torch.manual_seed(0)
+    model = ConvAutoencoder()
+    before = evaluate_autoencoder(model, test, max_items=500)["mse"]  # about 0.23
+    history = train_autoencoder(model, train, epochs=3, progress=False)
+    assert history.names == ("mse",)
+    assert history.train["mse"][-1] < history.train["mse"][0]
+    assert evaluate_autoencoder(model, test, max_items=500)["mse"] < 0.6 * before
+
+
+@pytest.mark.parametrize("precision", ["fp32", "auto"])
+def test_same_seed_gives_an_identical_cpu_history(mnist_loaders, precision):
+    from helper_lib.data import get_dataloaders
+
+    def run():
+        train, _, _ = get_dataloaders(batch_size=64, train_subset=256, seed=7)
+        torch.manual_seed(7)
+        return train_vae(ConvVAE(), train, epochs=2, seed=7, device="cpu",
+                         precision=precision, progress=False)
+
+    a, b = run(), run()
+    assert a.batch == b.batch
+    assert a.train == b.train
+
+
+def test_training_resumes_from_its_checkpoint(tmp_path):
+    from helper_lib.data import get_dataloaders
+
+    def fresh():
+        train, valid, _ = get_dataloaders(batch_size=64, train_subset=256, seed=3,
+                                          validation_fraction=0.01)
+        torch.manual_seed(3)
+        return ConvVAE(), train, valid
+
+    model, train, valid = fresh()
+    straight = train_vae(model, train, epochs=2, seed=3, valid_loader=valid, precision="fp32",
+                         progress=False)
+
+    model, train, valid = fresh()
+    ckpt = tmp_path / "state.pt"
+    first = train_vae(model, train, epochs=1, seed=3, valid_loader=valid, precision="fp32",
+                      checkpoint_path=ckpt, progress=False)
+    assert first.epochs == 1 and ckpt.is_file()
+    model, train, valid = fresh()  # a new process would start like this
+    resumed = train_vae(model, train, epochs=2, seed=3, valid_loader=valid, precision="fp32",
+                        checkpoint_path=ckpt, progress=False)
+    assert resumed.epochs == 2
+    assert resumed.batch == straight.batch
+    assert resumed.valid == straight.valid
+    assert len(resumed.valid["total"]) == 2
+
+
+def test_nan_loss_stops_training_naming_epoch_and_batch():
+    images = torch.rand(64, 1, 28, 28)
+    images[40] = float("nan")  # in the 3rd batch of 16
+    loader = DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=16)
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 3.*lower learning rate"):
+        train_vae(ConvVAE(), loader, epochs=2, precision="fp32", progress=False)
+
+
+def test_history_round_trips_through_json_and_csv(tmp_path):
+    h = History(("total", "kl"))
+    h.batch["total"] += [3.0, 2.0]
+    h.batch["kl"] += [0.5, 0.25]
+    h.train["total"].append(2.5)
+    h.train["kl"].append(0.375)
+    h.valid["total"] = [2.4]
+    h.epoch_seconds.append(1.5)
+    h.batches_per_epoch.append(2)
+    h.to_json(tmp_path / "h.json")
+    assert History.from_json(tmp_path / "h.json") == h
+    json.loads((tmp_path / "h.json").read_text())
+    h.to_csv(tmp_path / "h.csv")
+    lines = (tmp_path / "h.csv").read_text().splitlines()
+    assert lines == ["epoch,seconds,train_total,train_kl,valid_total", "1,1.5,2.5,0.375,2.4"]
+
+
+def test_precision_auto_resolves_by_device_and_cpu_capability():
+    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
+    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=True):
+        p = resolve_precision("auto", cpu)
+        assert (p.name, p.autocast_dtype, p.channels_last) == ("bf16", torch.bfloat16, True)
+    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=False):
+        p = resolve_precision("auto", cpu)
+        assert (p.name, p.autocast_dtype, p.channels_last) == ("fp32", None, True)
+        assert resolve_precision("auto", cuda).name == "bf16"  # CUDA: bf16 regardless
+        assert resolve_precision("auto", mps) == utils.Precision("fp32", None, False)
+        assert resolve_precision("bf16", cpu).name == "bf16"  # explicit choice wins
+    with pytest.raises(ValueError, match="precision"):
+        resolve_precision("fp16", cpu)
+
+
+def test_cpu_bf16_probe_asks_onednn():
+    with mock.patch.object(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", return_value=False):
+        assert utils.cpu_has_native_bf16() is False
+    with mock.patch.object(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", return_value=True):
+        assert utils.cpu_has_native_bf16() is True
+
+
+def test_model_comes_back_in_the_default_memory_format(mnist_loaders):
+    train, _, _ = mnist_loaders
+    model = ConvVAE()
+    train_vae(model, [next(iter(train))], epochs=1, progress=False)
+    assert model.encoder[0].weight.is_contiguous()
