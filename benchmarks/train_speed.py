@@ -1,0 +1,266 @@
+"""Training throughput: the course-style loop vs. helper_lib's defaults, on real MNIST.
+
+    VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --rounds 5 --batches 60
+    VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --numerics --epochs 3
+    VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --levers --batches 40
+
+Both paths train ``ConvVAE(latent_dim=2)`` with Adam (lr 5e-4), batch 256, the same loss
+(MSE summed over pixels + KL summed over latent dims, both averaged over the batch) and the same
+seed, for the same number of batches.
+
+* reference: the L17.5 course loop, written here from the lecture: fp32, channels-first,
+  ``torchvision.datasets.MNIST`` + ``ToTensor`` + ``DataLoader(shuffle=True)``, plain Adam, and a
+  ``loss.item()`` on every batch for logging.
+* library: exactly what a notebook calls, ``get_dataloaders("mnist", batch_size=256)`` then
+  ``train_vae(model, train_loader, epochs=...)`` with all defaults.
+
+Each measurement runs in a fresh worker process and the two alternate (A B A B ...), each pair
+giving a ratio, because part of the library's speed-up (the glibc allocator setting in
+``helper_lib.utils.tune_cpu_allocator``) is process-wide and cannot be undone, so a reference
+loop sharing the process would silently inherit it. The first batches of each worker are a
+warm-up and are not timed.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import statistics
+import subprocess
+import sys
+import time
+
+BATCH = 256
+WARMUP = 5
+
+
+def _reference_worker(batches: int, seed: int) -> dict:
+    import torch
+    import torch.nn.functional as F
+    from torch.utils.data import DataLoader
+    from torchvision import datasets, transforms
+
+    from helper_lib.data import resolve_data_root
+    from helper_lib.models import ConvVAE
+
+    torch.manual_seed(seed)
+    dataset = datasets.MNIST(str(resolve_data_root()), train=True, download=False,
+                             transform=transforms.ToTensor())
+    loader = DataLoader(dataset, batch_size=BATCH, shuffle=True)
+    model = ConvVAE(latent_dim=2)
+    optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
+    log = []
+    model.train()
+    step, t0 = 0, None
+    while step < batches + WARMUP:
+        for features, _ in loader:
+            if step == WARMUP:
+                t0 = time.perf_counter()
+            encoded, z_mean, z_log_var, decoded = model(features)
+            kl_div = -0.5 * torch.sum(1 + z_log_var - z_mean**2 - torch.exp(z_log_var), axis=1)
+            kl_div = kl_div.mean()
+            pixelwise = F.mse_loss(decoded, features, reduction="none")
+            pixelwise = pixelwise.view(features.size(0), -1).sum(axis=1).mean()
+            loss = pixelwise + kl_div
+            optimizer.zero_grad()
+            loss.backward()
+            optimizer.step()
+            log.append(loss.item())
+            step += 1
+            if step == batches + WARMUP:
+                break
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": batches * BATCH / seconds, "loss_last10": sum(log[-10:]) / 10}
+
+
+def _library_worker(batches: int, seed: int, precision: str = "auto") -> dict:
+    import torch
+
+    from helper_lib import ConvVAE, get_dataloaders, train_vae
+
+    torch.manual_seed(seed)
+    model = ConvVAE(latent_dim=2)
+    # A warm-up run, then the timed one: the timed loader is the library's own in-memory
+    # loader, restricted to exactly `batches` full batches, so its cost is included.
+    warm, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed, train_subset=WARMUP * BATCH)
+    timed, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed + 1,
+                                  train_subset=batches * BATCH)
+    train_vae(model, warm, epochs=1, precision=precision, progress=False, seed=seed)
+    t0 = time.perf_counter()
+    history = train_vae(model, timed, epochs=1, precision=precision, progress=False)
+    seconds = time.perf_counter() - t0
+    return {"images_per_s": batches * BATCH / seconds,
+            "loss_last10": sum(history.batch["total"][-10:]) / 10}
+
+
+def _full_epoch_worker(seed: int) -> dict:
+    """One full 60k epoch through the library's defaults; reports time and peak memory."""
+    import torch
+
+    from helper_lib import ConvVAE, get_dataloaders, train_vae
+
+    torch.manual_seed(seed)
+    train_loader, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed)
+    t0 = time.perf_counter()
+    history = train_vae(ConvVAE(), train_loader, epochs=1, progress=False)
+    return {"epoch_seconds": time.perf_counter() - t0, "loss": history.train["total"][-1]}
+
+
+def _lever_worker(batches: int, seed: int, lever: str) -> dict:
+    """In-memory data, then add one lever at a time (cumulative)."""
+    import torch
+
+    from helper_lib import ConvVAE, get_dataloaders
+    from helper_lib.losses import vae_loss
+    from helper_lib.utils import tune_cpu_allocator
+
+    order = ["in-memory data", "+ channels_last", "+ bf16 autocast", "+ fused Adam",
+             "+ allocator tuning", "+ no per-batch .item()"]
+    active = set(order[: order.index(lever) + 1])
+    torch.manual_seed(seed)
+    train_loader, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed)
+    it = iter(train_loader)
+    data = [next(it)[0] for _ in range(WARMUP + batches)]
+    model = ConvVAE()
+    cl = "+ channels_last" in active
+    if cl:
+        model = model.to(memory_format=torch.channels_last)
+        data = [x.contiguous(memory_format=torch.channels_last) for x in data]
+    if "+ allocator tuning" in active:
+        tune_cpu_allocator()
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4, fused="+ fused Adam" in active)
+    bf16 = "+ bf16 autocast" in active
+    sync = "+ no per-batch .item()" not in active
+    for i, x in enumerate(data):
+        if i == WARMUP:
+            t0 = time.perf_counter()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            _, mu, logvar, x_hat = model(x)
+        loss = vae_loss(x_hat, x, mu, logvar).total
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if sync:
+            loss.item()
+    return {"images_per_s": batches * BATCH / (time.perf_counter() - t0)}
+
+
+def _numerics(epochs: int, seed: int) -> dict:
+    """Train the same model from the same seed in fp32 and in bf16 for ``epochs`` epochs."""
+    import torch
+
+    from helper_lib import ConvVAE, get_dataloaders, train_vae
+
+    out = {}
+    for precision in ("fp32", "bf16"):
+        torch.manual_seed(seed)
+        loader, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed)
+        history = train_vae(ConvVAE(), loader, epochs=epochs, precision=precision, seed=seed,
+                            progress=False)
+        out[precision] = {"epoch_means": history.train["total"],
+                          "seconds": sum(history.epoch_seconds)}
+    last32, last16 = out["fp32"]["epoch_means"][-1], out["bf16"]["epoch_means"][-1]
+    out["relative_difference"] = abs(last16 - last32) / last32
+    return out
+
+
+def _spawn(args: list[str]) -> dict:
+    result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
+                            check=True)
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def _summary(values: list[float]) -> str:
+    return (f"median {statistics.median(values):8.1f}   min {min(values):8.1f}   "
+            f"max {max(values):8.1f}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rounds", type=int, default=5, help="A/B pairs")
+    parser.add_argument("--batches", type=int, default=60, help="timed batches per run")
+    parser.add_argument("--seed", type=int, default=123)
+    parser.add_argument("--numerics", action="store_true",
+                        help="compare fp32 and bf16 training losses after --epochs epochs")
+    parser.add_argument("--epochs", type=int, default=3)
+    parser.add_argument("--full-epoch", action="store_true",
+                        help="time one full epoch of the library path and report peak RSS")
+    parser.add_argument("--levers", action="store_true",
+                        help="throughput as each lever is added, one after another")
+    parser.add_argument("--worker", choices=["reference", "library", "full", "lever"],
+                        help=argparse.SUPPRESS)
+    parser.add_argument("--lever", help=argparse.SUPPRESS)
+    args = parser.parse_args()
+
+    if args.worker:
+        if args.worker == "reference":
+            out = _reference_worker(args.batches, args.seed)
+        elif args.worker == "library":
+            out = _library_worker(args.batches, args.seed)
+        elif args.worker == "lever":
+            out = _lever_worker(args.batches, args.seed, args.lever)
+        else:
+            out = _full_epoch_worker(args.seed)
+        out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(json.dumps(out))
+        return
+
+    import torch
+
+    from helper_lib.utils import cpu_has_native_bf16
+
+    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
+          f"native CPU bf16: {cpu_has_native_bf16()}")
+    if args.numerics:
+        result = _numerics(args.epochs, args.seed)
+        for precision in ("fp32", "bf16"):
+            means = ", ".join(f"{v:.3f}" for v in result[precision]["epoch_means"])
+            print(f"{precision}: epoch means {means}  ({result[precision]['seconds']:.0f} s)")
+        print(f"final-epoch relative difference: {100 * result['relative_difference']:.2f} %")
+        return
+    if args.full_epoch:
+        out = _spawn(["--worker", "full", "--seed", str(args.seed)])
+        print(f"library, one full epoch: {out['epoch_seconds']:.1f} s, "
+              f"peak RSS {out['peak_rss_mb']:.0f} MB, loss {out['loss']:.2f}")
+        return
+    if args.levers:
+        levers = ["in-memory data", "+ channels_last", "+ bf16 autocast", "+ fused Adam",
+                  "+ allocator tuning", "+ no per-batch .item()"]
+        rates: dict[str, list[float]] = {lever: [] for lever in levers}
+        for _ in range(args.rounds):
+            for lever in levers:
+                out = _spawn(["--worker", "lever", "--lever", lever,
+                              "--batches", str(args.batches), "--seed", str(args.seed)])
+                rates[lever].append(out["images_per_s"])
+        base = statistics.median(rates[levers[0]])
+        for lever in levers:
+            med = statistics.median(rates[lever])
+            print(f"{lever:26s} images/s {_summary(rates[lever])}   x{med / base:.2f}")
+        return
+
+    ref, lib, ratios = [], [], []
+    for i in range(args.rounds):
+        a = _spawn(["--worker", "reference", "--batches", str(args.batches),
+                    "--seed", str(args.seed)])
+        b = _spawn(["--worker", "library", "--batches", str(args.batches),
+                    "--seed", str(args.seed)])
+        ref.append(a["images_per_s"])
+        lib.append(b["images_per_s"])
+        ratios.append(b["images_per_s"] / a["images_per_s"])
+        print(f"round {i + 1}: reference {a['images_per_s']:7.1f} img/s "
+              f"(loss {a['loss_last10']:.2f}) | library {b['images_per_s']:7.1f} img/s "
+              f"(loss {b['loss_last10']:.2f})"
+              f" | ratio {ratios[-1]:.2f}", flush=True)
+    print(f"reference images/s  {_summary(ref)}")
+    print(f"library   images/s  {_summary(lib)}")
+    print(f"ratio library/reference: median {statistics.median(ratios):.2f} "
+          f"(min {min(ratios):.2f}, max {max(ratios):.2f}) over {args.rounds} pairs; "
+          f"{args.batches} timed batches of {BATCH} each")
+    print(f"per 60k epoch at the median: reference {60000 / statistics.median(ref):.1f} s, "
+          f"library {60000 / statistics.median(lib):.1f} s")
+
+
+if __name__ == "__main__":
+    main()
