@@ -1,0 +1,26 @@
+"""Full-mode execution of every notebook (pretrained checkpoints). Slow: ``pytest -m slow``."""
+
+import os
+from pathlib import Path
+
+import nbformat
+import pytest
+from nbclient import NotebookClient
+
+NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_runs_in_full_mode(path, monkeypatch):
+    monkeypatch.setenv("VAE_SMOKE", "0")
+    nb = nbformat.read(path, as_version=4)
+    NotebookClient(nb, timeout=600, kernel_name="python3",
+                   resources={"metadata": {"path": str(path.parent)}}).execute()
+    outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
+    assert not [o for o in outputs if o.output_type == "error"]
+    assert any("image/png" in o.get("data", {}) for o in outputs), "figures are drawn"
+    if "checkpoint" in path.read_text() or "pretrained" in path.read_text():
+        text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
+        assert "Traceback" not in text
+    assert os.environ["VAE_SMOKE"] == "0"
