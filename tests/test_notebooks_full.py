@@ -1,6 +1,5 @@
 """Full-mode execution of every notebook (pretrained checkpoints). Slow: ``pytest -m slow``."""
 
-import os
 from pathlib import Path
 
 import nbformat
@@ -20,7 +19,3 @@ def test_notebook_runs_in_full_mode(path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "figures are drawn"
-    if "checkpoint" in path.read_text() or "pretrained" in path.read_text():
-        text = "".join(o.get("text", "") for o in outputs if o.output_type == "stream")
-        assert "Traceback" not in text
-    assert os.environ["VAE_SMOKE"] == "0"
