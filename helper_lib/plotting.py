@@ -20,6 +20,7 @@ import numpy as np
 import torch
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.ticker import EngFormatter, MaxNLocator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
@@ -86,20 +87,26 @@ def plot_training_loss(
     for ax, key in zip(axes[0], keys, strict=True):
         values = np.asarray(history.batch[key], dtype=float)
         steps = np.arange(1, len(values) + 1)
-        ax.plot(steps, values, lw=0.6, alpha=0.35, label="per batch")
+        ax.plot(steps, values, lw=0.4, alpha=0.25, color="tab:blue", label="per batch")
         window = min(averaging_iterations, max(1, len(values) // 5))
         avg = _running_average(values, window)
-        ax.plot(steps[window - 1:], avg, lw=1.6, label=f"running mean ({window} batches)")
-        tail = avg[min(len(avg) - 1, len(avg) // 10):]
-        if len(tail) and np.isfinite(tail).all():
-            lo, hi = float(tail.min()), float(tail.max())
-            pad = 0.15 * (hi - lo) + 1e-12
-            ax.set_ylim(lo - pad, hi + 3 * pad)
+        ax.plot(steps[window - 1:], avg, lw=1.6, color="tab:orange",
+                label=f"running mean ({window} batches)")
+        # y-range: the bulk of the per-batch values once the first 10% of training is over
+        tail = values[len(values) // 10:]
+        tail = tail[np.isfinite(tail)]
+        if len(tail):
+            lo, hi = np.percentile(tail, [0.5, 99.5])
+            pad = 0.1 * (hi - lo) + 1e-12
+            ax.set_ylim(lo - pad, hi + pad)
         ax.set_xlabel("iteration")
+        ax.xaxis.set_major_locator(MaxNLocator(5))
+        ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10000 -> 10k
         ax.set_ylabel(key)
         ax.set_title(_TITLES.get(key, key))
         top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch,
                                                    lambda e: e * per_epoch))
+        top.xaxis.set_major_locator(MaxNLocator(6, integer=True))
         top.set_xlabel("epoch")
         ax.legend(fontsize=8, loc="upper right")
     return _finish(fig, path)
