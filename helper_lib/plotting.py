@@ -120,8 +120,9 @@ def plot_images(
     path: PathLike = None,
 ) -> Figure:
     """Show ``[N, 1, 28, 28]`` images in [0, 1] as one grid (``make_grid``), ``nrow`` per row."""
+    # ink is dark on white ("binary" maps 1 to black), so pad with 0 for white gaps
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2,
-                     pad_value=1.0)
+                     pad_value=0.0)
     rows = (len(images) + nrow - 1) // nrow
     fig, ax = _new_axes(ax, (max(2.0, 0.6 * min(nrow, len(images))), max(1.0, 0.6 * rows) + 0.4))
     ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
