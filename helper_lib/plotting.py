@@ -92,12 +92,18 @@ def plot_training_loss(
         avg = _running_average(values, window)
         ax.plot(steps[window - 1:], avg, lw=1.6, color="tab:orange",
                 label=f"running mean ({window} batches)")
-        # y-range: the bulk of the per-batch values once the first 10% of training is over
+        # y-range: the bulk of the per-batch values once the first 10% of training is over,
+        # widened to the whole running mean after its first 1% (so that early trends, such as
+        # the KL term first falling and then rising, stay visible, but the huge losses of the
+        # very first steps do not squash the plot)
         tail = values[len(values) // 10:]
         tail = tail[np.isfinite(tail)]
-        if len(tail):
+        early_avg = avg[len(avg) // 100:]
+        early_avg = early_avg[np.isfinite(early_avg)]
+        if len(tail) and len(early_avg):
             lo, hi = np.percentile(tail, [0.5, 99.5])
-            pad = 0.1 * (hi - lo) + 1e-12
+            lo, hi = min(lo, early_avg.min()), max(hi, early_avg.max())
+            pad = 0.05 * (hi - lo) + 1e-12
             ax.set_ylim(lo - pad, hi + pad)
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(MaxNLocator(5))
@@ -108,7 +114,8 @@ def plot_training_loss(
                                                    lambda e: e * per_epoch))
         top.xaxis.set_major_locator(MaxNLocator(6, integer=True))
         top.set_xlabel("epoch")
-        ax.legend(fontsize=8, loc="upper right")
+        rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
+        ax.legend(fontsize=8, loc="lower right" if rising else "upper right")
     return _finish(fig, path)
 
 
