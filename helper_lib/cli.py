@@ -171,7 +171,8 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
             t0 = time.perf_counter()
             report["iw_log_likelihood"] = {
                 "nats_per_image": importance_weighted_log_likelihood(
-                    model, test_loader, k=args.k, kind=kind, max_items=args.max_images),
+                    model, test_loader, k=args.k, kind=kind, max_items=args.max_images,
+                    progress=True),
                 "k": args.k,
                 "likelihood": ("Gaussian N(x_hat, 0.5 I), a density" if kind == "mse"
                                else "Bernoulli per pixel"),

@@ -15,6 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
+from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
 from .utils import resolve_precision
@@ -132,6 +133,7 @@ def importance_weighted_log_likelihood(
     seed: int | None = 0,
     max_items: int | None = None,
     chunk: int = 4096,
+    progress: bool = False,
 ) -> float:
     """Importance-weighted estimate of the mean log p(x) per image, in nats (Burda et al., 2016).
 
@@ -150,11 +152,14 @@ def importance_weighted_log_likelihood(
     * ``kind="bce"``: independent Bernoulli pixels, ``log p = -BCE`` (a proper likelihood for
       binarized images).
 
-    Runs in fp32. Cost: ``k`` decoder passes per image.
+    Runs in fp32. Cost: ``k`` decoder passes per image (k = 100 on the 10,000 test images
+    takes about 20 min on one CPU core); ``progress=True`` shows a tqdm bar.
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
-    with _inference(model, seed) as device:
+    n_images = len(loader.dataset) if max_items is None else min(max_items, len(loader.dataset))
+    bar = tqdm(total=n_images, disable=not progress, unit="image", desc=f"IWLL k={k}")
+    with _inference(model, seed) as device, bar:
         total, n = 0.0, 0
         for x in _batches(loader, device, max_items):
             mu, logvar = model.encode(x)  # [B, D]
@@ -174,6 +179,7 @@ def importance_weighted_log_likelihood(
             ll = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # [B]
             total += ll.double().sum().item()
             n += len(x)
+            bar.update(len(x))
     return total / max(n, 1)
 
 
