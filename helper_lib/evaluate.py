@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
-from .utils import resolve_precision
+from .utils import resolve_precision, tune_cpu_allocator
 
 __all__ = [
     "evaluate_vae",
@@ -42,6 +42,8 @@ def _inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
     """``eval()`` + ``no_grad()`` + a private, seeded RNG; restores the model's mode after."""
     was_training = model.training
     device = model_device(model)
+    if device.type == "cpu":
+        tune_cpu_allocator()
     devices = [device] if device.type == "cuda" else []
     model.eval()
     try:
@@ -132,7 +134,7 @@ def importance_weighted_log_likelihood(
     kind: str = "mse",
     seed: int | None = 0,
     max_items: int | None = None,
-    chunk: int = 4096,
+    chunk: int = 512,
     progress: bool = False,
 ) -> float:
     """Importance-weighted estimate of the mean log p(x) per image, in nats (Burda et al., 2016).
@@ -152,8 +154,9 @@ def importance_weighted_log_likelihood(
     * ``kind="bce"``: independent Bernoulli pixels, ``log p = -BCE`` (a proper likelihood for
       binarized images).
 
-    Runs in fp32. Cost: ``k`` decoder passes per image (k = 100 on the 10,000 test images
-    takes about 20 min on one CPU core); ``progress=True`` shows a tqdm bar.
+    Runs in fp32. Cost: ``k`` decoder passes per image; ``progress=True`` shows a tqdm bar.
+    ``chunk`` caps the images decoded at once (small chunks stay in CPU caches: 512 was about
+    2.5x faster than 4096 on a 2-core CPU).
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
