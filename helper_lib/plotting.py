@@ -1,6 +1,6 @@
 """Figures for the notebooks and the command line.
 
-Every function returns a ``matplotlib.figure.Figure``, never calls ``plt.show()``, and saves to
+Every function returns a ``matplotlib.figure.Figure``, never calls pyplot's ``show``, and saves to
 ``path`` when one is given. The returned figure is detached from pyplot (``plt.close``), so in
 Jupyter it shows exactly once, as the value of the cell's last expression (``fig``); without
 that, the inline backend would also show it on its own and it would appear twice. The figure
