@@ -9,8 +9,8 @@ Both paths train ``ConvVAE(latent_dim=2)`` with Adam (lr 5e-4), batch 256, the s
 seed, for the same number of batches.
 
 * reference: the L17.5 course loop, written here from the lecture: fp32, channels-first,
-  ``torchvision.datasets.MNIST`` + ``ToTensor`` + ``DataLoader(shuffle=True)``, plain Adam, and a
-  ``loss.item()`` on every batch for logging.
+  ``torchvision.datasets.MNIST`` + ``ToTensor`` + ``DataLoader(shuffle=True)``, plain Adam, a
+  ``loss.item()`` on every batch for logging, and torch's stock layers (``course_model``).
 * library: exactly what a notebook calls, ``get_dataloaders("mnist", batch_size=256)`` then
   ``train_vae(model, train_loader, epochs=...)`` with all defaults.
 
@@ -35,6 +35,25 @@ BATCH = 256
 WARMUP = 5
 
 
+def course_model(model):
+    """The course's model: ``model`` with helper_lib's ``ConvTranspose2d`` swapped for torch's.
+
+    helper_lib's decoder layers are a drop-in subclass of ``nn.ConvTranspose2d`` that adds the
+    bias separately on CPU (one of the library's speed levers). The course used the stock layer,
+    so the reference does too, with the very same weights.
+    """
+    from torch import nn
+
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if isinstance(child, nn.ConvTranspose2d) and type(child) is not nn.ConvTranspose2d:
+                stock = nn.ConvTranspose2d(child.in_channels, child.out_channels,
+                                           child.kernel_size, child.stride, child.padding)
+                stock.load_state_dict(child.state_dict())
+                setattr(parent, name, stock)
+    return model
+
+
 def _reference_worker(batches: int, seed: int) -> dict:
     import torch
     import torch.nn.functional as F
@@ -48,7 +67,7 @@ def _reference_worker(batches: int, seed: int) -> dict:
     dataset = datasets.MNIST(str(resolve_data_root()), train=True, download=False,
                              transform=transforms.ToTensor())
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=True)
-    model = ConvVAE(latent_dim=2)
+    model = course_model(ConvVAE(latent_dim=2))
     optimizer = torch.optim.Adam(model.parameters(), lr=5e-4)
     log = []
     model.train()
@@ -107,31 +126,49 @@ def _full_epoch_worker(seed: int) -> dict:
     return {"epoch_seconds": time.perf_counter() - t0, "loss": history.train["total"][-1]}
 
 
+# Each lever row lists the features it switches on; the first seven rows add one lever at a
+# time, the "alt:" rows are alternatives measured against the same first row.
+_CUMULATIVE = ["channels_last", "bf16", "fused_adam", "allocator", "no_item", "deconv_bias"]
+LEVERS: dict[str, set[str]] = {
+    "in-memory data": set(),
+    "+ channels_last": set(_CUMULATIVE[:1]),
+    "+ bf16 autocast": set(_CUMULATIVE[:2]),
+    "+ fused Adam": set(_CUMULATIVE[:3]),
+    "+ allocator tuning": set(_CUMULATIVE[:4]),
+    "+ no per-batch .item()": set(_CUMULATIVE[:5]),
+    "+ bias outside the transposed convs": set(_CUMULATIVE),
+    "alt: all levers, fp32 (no native bf16)": set(_CUMULATIVE) - {"bf16"},
+    "alt: fp32 + oneDNN implicit bf16 convs": (set(_CUMULATIVE) - {"bf16"}) | {"implicit_bf16"},
+}
+
+
 def _lever_worker(batches: int, seed: int, lever: str) -> dict:
-    """In-memory data, then add one lever at a time (cumulative)."""
+    """One row of LEVERS: in-memory data, then the row's levers."""
     import torch
 
     from helper_lib import ConvVAE, get_dataloaders
     from helper_lib.losses import vae_loss
     from helper_lib.utils import tune_cpu_allocator
 
-    order = ["in-memory data", "+ channels_last", "+ bf16 autocast", "+ fused Adam",
-             "+ allocator tuning", "+ no per-batch .item()"]
-    active = set(order[: order.index(lever) + 1])
+    active = LEVERS[lever]
+    if "implicit_bf16" in active:  # oneDNN runs fp32 convolutions and matmuls in bf16 itself
+        torch.backends.mkldnn.conv.fp32_precision = "bf16"
+        torch.backends.mkldnn.matmul.fp32_precision = "bf16"
     torch.manual_seed(seed)
     train_loader, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed)
     it = iter(train_loader)
     data = [next(it)[0] for _ in range(WARMUP + batches)]
     model = ConvVAE()
-    cl = "+ channels_last" in active
-    if cl:
+    if "deconv_bias" not in active:
+        model = course_model(model)
+    if "channels_last" in active:
         model = model.to(memory_format=torch.channels_last)
         data = [x.contiguous(memory_format=torch.channels_last) for x in data]
-    if "+ allocator tuning" in active:
+    if "allocator" in active:
         tune_cpu_allocator()
-    opt = torch.optim.Adam(model.parameters(), lr=5e-4, fused="+ fused Adam" in active)
-    bf16 = "+ bf16 autocast" in active
-    sync = "+ no per-batch .item()" not in active
+    opt = torch.optim.Adam(model.parameters(), lr=5e-4, fused="fused_adam" in active)
+    bf16 = "bf16" in active
+    sync = "no_item" not in active
     for i, x in enumerate(data):
         if i == WARMUP:
             t0 = time.perf_counter()
@@ -226,8 +263,7 @@ def main() -> None:
               f"peak RSS {out['peak_rss_mb']:.0f} MB, loss {out['loss']:.2f}")
         return
     if args.levers:
-        levers = ["in-memory data", "+ channels_last", "+ bf16 autocast", "+ fused Adam",
-                  "+ allocator tuning", "+ no per-batch .item()"]
+        levers = list(LEVERS)
         rates: dict[str, list[float]] = {lever: [] for lever in levers}
         for _ in range(args.rounds):
             for lever in levers:
@@ -237,7 +273,7 @@ def main() -> None:
         base = statistics.median(rates[levers[0]])
         for lever in levers:
             med = statistics.median(rates[lever])
-            print(f"{lever:26s} images/s {_summary(rates[lever])}   x{med / base:.2f}")
+            print(f"{lever:40s} images/s {_summary(rates[lever])}   x{med / base:.2f}")
         return
 
     ref, lib, ratios = [], [], []

@@ -1,7 +1,14 @@
 import pytest
 import torch
+from torch import nn
 
-from helper_lib.models import ConvAutoencoder, ConvVAE, count_parameters, layer_shapes
+from helper_lib.models import (
+    ConvAutoencoder,
+    ConvTranspose2d,
+    ConvVAE,
+    count_parameters,
+    layer_shapes,
+)
 
 
 def test_parameter_counts_match_the_lecture():
@@ -72,3 +79,42 @@ def test_layer_shapes_trace_the_architecture(cls):
     assert (3, 3136) in shapes  # flattened encoder output
     assert (3, 1, 29, 29) in shapes  # before trimming
     assert shapes[-1] == (3, 1, 28, 28)
+
+
+@pytest.mark.parametrize("stride, padding, size", [(1, 1, 7), (2, 1, 7), (2, 0, 13)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_transpose_with_separate_bias_matches_pytorch(stride, padding, size, channels_last):
+    """Same output and gradients as nn.ConvTranspose2d, only the bias is added separately."""
+    torch.manual_seed(0)
+    ours = ConvTranspose2d(8, 4, kernel_size=3, stride=stride, padding=padding)
+    ref = nn.ConvTranspose2d(8, 4, kernel_size=3, stride=stride, padding=padding)
+    ref.load_state_dict(ours.state_dict())
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    x = torch.randn(5, 8, size, size).contiguous(memory_format=fmt)
+    y_ours, y_ref = ours(x), ref(x)
+    assert y_ours.shape == y_ref.shape
+    assert torch.allclose(y_ours, y_ref, atol=1e-5)
+    assert y_ours.is_contiguous(memory_format=fmt)
+    g = torch.randn_like(y_ref)
+    y_ours.backward(g)
+    y_ref.backward(g)
+    assert torch.allclose(ours.weight.grad, ref.weight.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(ours.bias.grad, ref.bias.grad, rtol=1e-4, atol=1e-4)
+    assert torch.allclose(ours.bias.grad, g.sum(dim=(0, 2, 3)), rtol=1e-4, atol=1e-4)
+
+
+def test_conv_transpose_with_separate_bias_keeps_bf16_under_autocast():
+    layer = ConvTranspose2d(8, 4, kernel_size=3, stride=2)
+    x = torch.randn(2, 8, 13, 13)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    assert y.dtype == torch.bfloat16  # the fp32 bias must not promote the output to fp32
+    assert torch.allclose(y.float(), nn.functional.conv_transpose2d(
+        x, layer.weight, layer.bias, stride=2).detach(), atol=0.05)
+
+
+def test_decoder_uses_drop_in_conv_transpose_with_pytorch_state_dict_keys():
+    model = ConvVAE()
+    layers = [m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]
+    assert len(layers) == 4 and all(type(m) is ConvTranspose2d for m in layers)
+    assert "decoder.2.weight" in model.state_dict() and "decoder.2.bias" in model.state_dict()
