@@ -1,0 +1,49 @@
+"""The speed benchmark must compare against the course's model, not the library's faster one."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from helper_lib.models import ConvTranspose2d, ConvVAE, count_parameters
+
+_SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"
+
+
+def _train_speed():
+    spec = importlib.util.spec_from_file_location("train_speed", _SCRIPT)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_reference_model_uses_stock_layers_with_the_same_weights(mnist_batch):
+    torch.manual_seed(0)
+    ours = ConvVAE().eval()
+    state = {k: v.clone() for k, v in ours.state_dict().items()}
+    course = _train_speed().course_model(ours)
+    kinds = [type(m) for m in course.modules() if isinstance(m, nn.ConvTranspose2d)]
+    assert kinds == [nn.ConvTranspose2d] * 4
+    assert not any(isinstance(m, ConvTranspose2d) for m in course.modules())
+    assert count_parameters(course) == 207_237
+    for key, value in course.state_dict().items():
+        assert torch.equal(value, state[key]), key
+    torch.manual_seed(1)
+    ref_out = course(mnist_batch)[3]
+    lib = ConvVAE().eval()
+    lib.load_state_dict(state)
+    torch.manual_seed(1)
+    assert torch.allclose(lib(mnist_batch)[3], ref_out, atol=1e-5)
+
+
+def test_every_lever_row_names_known_features():
+    levers = _train_speed().LEVERS
+    known = {"channels_last", "bf16", "fused_adam", "allocator", "no_item", "deconv_bias",
+             "implicit_bf16"}
+    assert levers["in-memory data"] == set()
+    assert all(features <= known for features in levers.values())
+    cumulative = [f for name, f in levers.items() if not name.startswith("alt:")]
+    assert all(a < b for a, b in zip(cumulative, cumulative[1:], strict=False))
