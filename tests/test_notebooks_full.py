@@ -13,6 +13,9 @@ NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_runs_in_full_mode(path, monkeypatch):
     monkeypatch.setenv("VAE_SMOKE", "0")
+    # The root conftest sets MPLBACKEND=Agg for the test process; a kernel with Agg draws
+    # figures but never displays them. Let the kernel pick its inline backend, as for a student.
+    monkeypatch.delenv("MPLBACKEND", raising=False)
     nb = nbformat.read(path, as_version=4)
     NotebookClient(nb, timeout=600, kernel_name="python3",
                    resources={"metadata": {"path": str(path.parent)}}).execute()
