@@ -35,22 +35,31 @@ BATCH = 256
 WARMUP = 5
 
 
-def course_model(model):
-    """The course's model: ``model`` with helper_lib's ``ConvTranspose2d`` swapped for torch's.
+def course_model(model, keep: frozenset[str] = frozenset()):
+    """The course's model: ``model`` with helper_lib's layer subclasses swapped for torch's.
 
-    helper_lib's decoder layers are a drop-in subclass of ``nn.ConvTranspose2d`` that adds the
-    bias separately on CPU (one of the library's speed levers). The course used the stock layer,
-    so the reference does too, with the very same weights.
+    Two of the library's speed levers live in drop-in subclasses of torch's layers, same
+    weights and same ``state_dict`` keys: ``ConvTranspose2d`` (adds the bias separately on CPU,
+    lever ``"deconv_bias"``) and ``ConvStack`` (an ``nn.Sequential`` that fuses each
+    convolution with its LeakyReLU on CPU, lever ``"fused_conv_act"``). The course used the
+    stock layers, so the reference does too, with the very same weights. ``keep`` names levers
+    to leave in place (for the lever table).
     """
     from torch import nn
 
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
-            if isinstance(child, nn.ConvTranspose2d) and type(child) is not nn.ConvTranspose2d:
+            if ("deconv_bias" not in keep and isinstance(child, nn.ConvTranspose2d)
+                    and type(child) is not nn.ConvTranspose2d):
                 stock = nn.ConvTranspose2d(child.in_channels, child.out_channels,
                                            child.kernel_size, child.stride, child.padding)
                 stock.load_state_dict(child.state_dict())
                 setattr(parent, name, stock)
+    for parent in list(model.modules()):
+        for name, child in list(parent.named_children()):
+            if ("fused_conv_act" not in keep and isinstance(child, nn.Sequential)
+                    and type(child) is not nn.Sequential):
+                setattr(parent, name, nn.Sequential(*child))
     return model
 
 
@@ -126,9 +135,10 @@ def _full_epoch_worker(seed: int) -> dict:
     return {"epoch_seconds": time.perf_counter() - t0, "loss": history.train["total"][-1]}
 
 
-# Each lever row lists the features it switches on; the first seven rows add one lever at a
+# Each lever row lists the features it switches on; the first eight rows add one lever at a
 # time, the "alt:" rows are alternatives measured against the same first row.
-_CUMULATIVE = ["channels_last", "bf16", "fused_adam", "allocator", "no_item", "deconv_bias"]
+_CUMULATIVE = ["channels_last", "bf16", "fused_adam", "allocator", "no_item", "deconv_bias",
+               "fused_conv_act"]
 LEVERS: dict[str, set[str]] = {
     "in-memory data": set(),
     "+ channels_last": set(_CUMULATIVE[:1]),
@@ -136,7 +146,8 @@ LEVERS: dict[str, set[str]] = {
     "+ fused Adam": set(_CUMULATIVE[:3]),
     "+ allocator tuning": set(_CUMULATIVE[:4]),
     "+ no per-batch .item()": set(_CUMULATIVE[:5]),
-    "+ bias outside the transposed convs": set(_CUMULATIVE),
+    "+ bias outside the transposed convs": set(_CUMULATIVE[:6]),
+    "+ conv, bias and LeakyReLU fused": set(_CUMULATIVE),
     "alt: all levers, fp32 (no native bf16)": set(_CUMULATIVE) - {"bf16"},
     "alt: fp32 + oneDNN implicit bf16 convs": (set(_CUMULATIVE) - {"bf16"}) | {"implicit_bf16"},
 }
@@ -158,9 +169,7 @@ def _lever_worker(batches: int, seed: int, lever: str) -> dict:
     train_loader, _, _ = get_dataloaders("mnist", batch_size=BATCH, seed=seed)
     it = iter(train_loader)
     data = [next(it)[0] for _ in range(WARMUP + batches)]
-    model = ConvVAE()
-    if "deconv_bias" not in active:
-        model = course_model(model)
+    model = course_model(ConvVAE(), keep=frozenset(active))
     if "channels_last" in active:
         model = model.to(memory_format=torch.channels_last)
         data = [x.contiguous(memory_format=torch.channels_last) for x in data]

@@ -4,6 +4,7 @@ from torch import nn
 
 from helper_lib.models import (
     ConvAutoencoder,
+    ConvStack,
     ConvTranspose2d,
     ConvVAE,
     count_parameters,
@@ -118,3 +119,94 @@ def test_decoder_uses_drop_in_conv_transpose_with_pytorch_state_dict_keys():
     layers = [m for m in model.decoder if isinstance(m, nn.ConvTranspose2d)]
     assert len(layers) == 4 and all(type(m) is ConvTranspose2d for m in layers)
     assert "decoder.2.weight" in model.state_dict() and "decoder.2.bias" in model.state_dict()
+
+
+def _stack_pair(transposed: bool, stride: int, padding: int) -> ConvStack:
+    conv_cls = nn.ConvTranspose2d if transposed else nn.Conv2d
+    return ConvStack(conv_cls(6, 5, kernel_size=3, stride=stride, padding=padding),
+                     nn.LeakyReLU(0.01), nn.Conv2d(5, 3, kernel_size=1), nn.LeakyReLU(0.2))
+
+
+@pytest.mark.parametrize("transposed", [False, True])
+@pytest.mark.parametrize("stride, padding", [(1, 1), (2, 1), (2, 0)])
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_conv_stack_fuses_conv_and_leaky_relu_with_the_same_results(transposed, stride, padding,
+                                                                    channels_last):
+    torch.manual_seed(0)
+    fused = _stack_pair(transposed, stride, padding)
+    plain = nn.Sequential(*fused)  # the very same layers, run one by one
+    fmt = torch.channels_last if channels_last else torch.contiguous_format
+    fused.to(memory_format=fmt)
+    x = torch.randn(4, 6, 9, 9).contiguous(memory_format=fmt).requires_grad_()
+    y = fused(x)
+    assert "ConvLeakyReLU" in y.grad_fn.name()  # the fused path really ran
+    g = torch.randn_like(y)
+    y.backward(g)
+    grads = [x.grad.clone()] + [p.grad.clone() for p in fused.parameters()]
+    x.grad = None
+    fused.zero_grad()
+    y_ref = plain(x)
+    assert "ConvLeakyReLU" not in y_ref.grad_fn.name()
+    y_ref.backward(g)
+    grads_ref = [x.grad] + [p.grad for p in plain.parameters()]
+    assert torch.allclose(y, y_ref, atol=1e-5)
+    for a, b in zip(grads, grads_ref, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-4)
+
+
+def test_conv_stack_under_bf16_autocast_computes_in_bf16_with_fp32_gradients():
+    torch.manual_seed(0)
+    fused = _stack_pair(transposed=True, stride=2, padding=0)
+    plain = nn.Sequential(*fused)
+    x = torch.randn(8, 6, 7, 7)
+    results = []
+    for stack in (fused, plain):
+        stack.zero_grad()
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = stack(x)
+        y.float().square().sum().backward()
+        results.append((y, [p.grad.clone() for p in stack.parameters()]))
+    (y, grads), (y_ref, grads_ref) = results
+    assert y.dtype == y_ref.dtype == torch.bfloat16
+    assert all(g.dtype == torch.float32 for g in grads)
+    assert torch.allclose(y.float(), y_ref.float(), rtol=0.02, atol=0.02)
+    for a, b in zip(grads, grads_ref, strict=True):
+        assert (a - b).norm() / b.norm() < 0.02
+
+
+def test_conv_stack_runs_layer_by_layer_when_a_layer_has_hooks():
+    stack = _stack_pair(transposed=False, stride=1, padding=1)
+    seen = []
+    stack[1].register_forward_hook(lambda mod, inp, out: seen.append(out.shape))
+    y = stack(torch.randn(2, 6, 5, 5, requires_grad=True))
+    assert seen == [(2, 5, 5, 5)]  # the hooked LeakyReLU ran as its own layer
+    assert _count_nodes(y.grad_fn, "ConvLeakyReLU") == 1  # only the second, hook-free pair fused
+
+
+def test_vae_fuses_six_conv_activation_pairs_and_matches_stock_layers(mnist_batch):
+    torch.manual_seed(0)
+    model = ConvVAE()
+    stock = ConvVAE()
+    stock.encoder, stock.decoder = nn.Sequential(*model.encoder), nn.Sequential(*model.decoder)
+    stock.z_mean, stock.z_log_var = model.z_mean, model.z_log_var
+    assert isinstance(model.encoder, ConvStack) and isinstance(model.decoder, ConvStack)
+    assert list(model.state_dict()) == list(stock.state_dict())
+    model.eval()
+    with torch.no_grad():
+        mu, _ = model.encode(mnist_batch)
+        mu_ref, _ = stock.encode(mnist_batch)
+        assert torch.allclose(mu, mu_ref, atol=1e-5)
+        assert torch.allclose(model.decode(mu), stock.decode(mu), atol=1e-5)
+    x_hat = model.train()(mnist_batch)[3]
+    assert _count_nodes(x_hat.grad_fn, "ConvLeakyReLU") == 6  # 3 in the encoder, 3 in the decoder
+
+
+def _count_nodes(root, name: str) -> int:
+    """How many nodes of the autograd graph below ``root`` have ``name`` in their name."""
+    seen, todo = set(), [root]
+    while todo:
+        node = todo.pop()
+        if node is not None and node not in seen:
+            seen.add(node)
+            todo.extend(n for n, _ in node.next_functions)
+    return sum(name in node.name() for node in seen)
