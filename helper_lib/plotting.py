@@ -156,20 +156,31 @@ def plot_reconstructions(
 
 def plot_latent_space(
     model: nn.Module,
-    loader: DataLoader,
+    loader: DataLoader | None = None,
     max_items: int | None = 10_000,
     ax: Axes | None = None,
     lims: tuple[float, float, float, float] | None = None,
     title: str | None = None,
     path: PathLike = None,
+    latents: tuple[Tensor, Tensor] | None = None,
 ) -> Figure:
     """Scatter of the 2-D codes (``mu`` for a VAE), coloured by label, with a legend.
 
     Args:
+        model, loader: the codes are ``collect_latents(model, loader, max_items)``.
         lims: ``(xmin, xmax, ymin, ymax)``; pass the same limits to compare two models.
         ax: draw into this axes (e.g. one panel of a side-by-side figure).
+        latents: codes you already have, ``(codes [N, 2], labels [N])`` as returned by
+            ``collect_latents``; then ``loader`` is not needed and nothing is encoded again.
     """
-    codes, labels = collect_latents(model, loader, max_items=max_items)
+    if latents is not None:
+        codes, labels = (torch.as_tensor(t).cpu() for t in latents)
+        if len(codes) != len(labels):
+            raise ValueError(f"latents: {len(codes)} codes but {len(labels)} labels")
+    elif loader is not None:
+        codes, labels = collect_latents(model, loader, max_items=max_items)
+    else:
+        raise ValueError("plot_latent_space needs a loader to encode, or latents=(codes, labels)")
     if codes.shape[1] != 2:
         raise ValueError(f"plot_latent_space needs a 2-D latent space, got {codes.shape[1]}-D")
     fig, ax = _new_axes(ax, (5.6, 5.0))

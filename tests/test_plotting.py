@@ -4,7 +4,7 @@ import pytest
 import torch
 from matplotlib.figure import Figure
 
-from helper_lib import plotting
+from helper_lib import evaluate, plotting
 from helper_lib.models import ConvAutoencoder, ConvVAE
 from helper_lib.train import History
 
@@ -75,6 +75,20 @@ def test_latent_space_draws_into_a_given_axes(mnist_loaders):
     out = plotting.plot_latent_space(ConvVAE(), test, max_items=200, ax=axes[1])
     assert out is fig
     assert axes[1].collections and not axes[0].collections
+
+
+def test_latent_space_plots_precomputed_codes_without_encoding_again(mnist_loaders, monkeypatch):
+    _, _, test = mnist_loaders
+    model = ConvVAE()
+    latents = evaluate.collect_latents(model, test, max_items=300)
+    monkeypatch.setattr(plotting, "collect_latents", lambda *a, **k: pytest.fail("re-encoded"))
+    fig = plotting.plot_latent_space(model, latents=latents)
+    points = sum(len(c.get_offsets()) for c in fig.axes[0].collections)
+    assert points == 300
+    with pytest.raises(ValueError, match="loader"):
+        plotting.plot_latent_space(model)
+    with pytest.raises(ValueError, match="labels"):
+        plotting.plot_latent_space(model, latents=(latents[0], latents[1][:10]))
 
 
 def test_latent_plots_refuse_other_dimensions(mnist_loaders):
