@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 import time
@@ -145,12 +146,20 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
-def _device_name(device: torch.device) -> str:
+def _device_name(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> str:
+    """A human-readable name for the checkpoint's metadata, e.g. the CPU's model name."""
     if device.type == "cuda":
         return torch.cuda.get_device_name(device)
     if device.type == "cpu":
         import platform
 
+        try:  # Linux: "model name : Intel(R) Xeon(R) ..."; platform only says "x86_64" there
+            with open(cpuinfo) as f:
+                for line in f:
+                    if line.startswith("model name") and ":" in line:
+                        return f"{line.split(':', 1)[1].strip()} ({os.cpu_count()} CPUs)"
+        except OSError:
+            pass
         return platform.processor() or platform.machine()
     return device.type
 

@@ -3,6 +3,7 @@ import subprocess
 import sys
 
 import pytest
+import torch
 
 from helper_lib.checkpoints import load_model, sha256_file
 from helper_lib.cli import main
@@ -72,3 +73,15 @@ def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
 def test_unknown_model_is_rejected():
     with pytest.raises(SystemExit):
         main(["train", "--model", "resnet", "--out", "x"])
+
+
+def test_cpu_device_name_comes_from_cpuinfo(tmp_path):
+    from helper_lib.cli import _device_name
+
+    info = tmp_path / "cpuinfo"
+    info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
+                    "model name\t: Intel(R) Xeon(R) Processor\nflags\t: fpu amx_bf16\n")
+    name = _device_name(torch.device("cpu"), cpuinfo=str(info))
+    assert name.startswith("Intel(R) Xeon(R) Processor (") and name.endswith(" CPUs)")
+    fallback = _device_name(torch.device("cpu"), cpuinfo=str(tmp_path / "missing"))
+    assert fallback and "model name" not in fallback
