@@ -25,30 +25,22 @@ from torch import nn
 from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint, write_sha256
 from .data import DatasetNotFoundError, get_dataloaders
 from .evaluate import (
+    REFERENCE_EVAL,
     active_units,
     evaluate_autoencoder,
     evaluate_vae,
     importance_weighted_log_likelihood,
+    reference_eval,
 )
 from .models import ConvAutoencoder, ConvVAE, count_parameters
 from .train import History, train_autoencoder, train_vae
 from .utils import get_device, resolve_precision, set_seed
 
 MODEL_CHOICES = {"conv-vae": ConvVAE, "conv-ae": ConvAutoencoder}
-#: The fixed check that tests re-run on shipped checkpoints: first N test images, this seed.
-REFERENCE_EVAL = {"images": 2000, "seed": 0, "precision": "fp32"}
 
 
 def _command_line(argv: Sequence[str]) -> str:
     return "python -m helper_lib " + shlex.join(argv)
-
-
-def reference_eval(model: nn.Module, test_loader: Any, kind: str = "mse") -> dict[str, float]:
-    """The loss of ``model`` on the fixed reference subset (see :data:`REFERENCE_EVAL`)."""
-    n, seed = REFERENCE_EVAL["images"], REFERENCE_EVAL["seed"]
-    if isinstance(model, ConvVAE):
-        return evaluate_vae(model, test_loader, kind=kind, seed=seed, max_items=n)
-    return evaluate_autoencoder(model, test_loader, max_items=n)
 
 
 def _write_figures(model: nn.Module, history: History | None, test_loader: Any,

@@ -18,11 +18,14 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
+from .models import ConvVAE
 from .utils import resolve_precision, tune_cpu_allocator
 
 __all__ = [
     "evaluate_vae",
     "evaluate_autoencoder",
+    "reference_eval",
+    "REFERENCE_EVAL",
     "importance_weighted_log_likelihood",
     "active_units",
     "ActiveUnits",
@@ -114,6 +117,23 @@ def evaluate_autoencoder(
             total += F.mse_loss(x_hat.float(), x, reduction="sum").item()
             count += x.numel()
     return {"mse": total / max(count, 1)}
+
+
+#: The fixed check that tests re-run on shipped checkpoints: the first N test images, this
+#: seed for the sampled ``z``, in fp32. Stored in each checkpoint's metadata with the results.
+REFERENCE_EVAL = {"images": 2000, "seed": 0, "precision": "fp32"}
+
+
+def reference_eval(model: nn.Module, loader: DataLoader, kind: str = "mse") -> dict[str, float]:
+    """The loss of ``model`` on the fixed reference subset of ``loader`` (:data:`REFERENCE_EVAL`).
+
+    ``evaluate_vae`` for a ``ConvVAE``, ``evaluate_autoencoder`` for anything else.
+    """
+    n, seed = REFERENCE_EVAL["images"], REFERENCE_EVAL["seed"]
+    if isinstance(model, ConvVAE):
+        return evaluate_vae(model, loader, kind=kind, seed=seed, max_items=n,
+                            precision=REFERENCE_EVAL["precision"])
+    return evaluate_autoencoder(model, loader, max_items=n, precision=REFERENCE_EVAL["precision"])
 
 
 def _log_likelihood_of_x(x_hat: Tensor, x: Tensor, kind: str) -> Tensor:

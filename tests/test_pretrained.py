@@ -3,8 +3,8 @@
 import pytest
 
 from helper_lib.checkpoints import load_checkpoint, load_model, pretrained_path, sha256_file
-from helper_lib.cli import reference_eval
 from helper_lib.data import get_dataloaders
+from helper_lib.evaluate import reference_eval
 from helper_lib.models import count_parameters
 
 EXPECTED = {"conv_vae_mnist": 207_237, "conv_ae_mnist": 200_963}
