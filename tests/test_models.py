@@ -210,3 +210,20 @@ def _count_nodes(root, name: str) -> int:
             seen.add(node)
             todo.extend(n for n, _ in node.next_functions)
     return sum(name in node.name() for node in seen)
+
+
+def test_conv_stack_supports_double_backward_like_stock_layers():
+    torch.manual_seed(0)
+    fused = _stack_pair(transposed=True, stride=2, padding=1)
+    plain = nn.Sequential(*fused)
+    x = torch.randn(3, 6, 7, 7, requires_grad=True)
+    grads = []
+    for stack in (fused, plain):
+        stack.zero_grad()
+        y = stack(x)
+        (g,) = torch.autograd.grad(y.square().sum(), x, create_graph=True)
+        g.square().sum().backward()  # e.g. a gradient penalty
+        grads.append([p.grad.clone() for p in stack.parameters()])
+    assert _count_nodes(fused(x).grad_fn, "ConvLeakyReLU") == 2
+    for a, b in zip(*grads, strict=True):
+        assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
