@@ -4,6 +4,7 @@ Modules, one job each:
 
 * :mod:`helper_lib.data`: MNIST / Fashion-MNIST loaders (``get_dataloaders``).
 * :mod:`helper_lib.models`: ``ConvAutoencoder`` and ``ConvVAE``.
+* :mod:`helper_lib.layers`: CPU-fast drop-in layers the models are built from (same results).
 * :mod:`helper_lib.losses`: ``kl_divergence``, ``reconstruction_loss``, ``vae_loss``.
 * :mod:`helper_lib.train`: ``train_vae``, ``train_autoencoder`` and their ``History``.
 * :mod:`helper_lib.evaluate`: split losses, importance-weighted log-likelihood, active units.

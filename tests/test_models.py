@@ -2,14 +2,8 @@ import pytest
 import torch
 from torch import nn
 
-from helper_lib.models import (
-    ConvAutoencoder,
-    ConvStack,
-    ConvTranspose2d,
-    ConvVAE,
-    count_parameters,
-    layer_shapes,
-)
+from helper_lib.layers import ConvStack, ConvTranspose2d
+from helper_lib.models import ConvAutoencoder, ConvVAE, count_parameters, layer_shapes
 
 
 def test_parameter_counts_match_the_lecture():

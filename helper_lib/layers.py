@@ -1,0 +1,159 @@
+"""Drop-in layers that make the lecture's models train faster on CPU, computing the same thing.
+
+``helper_lib.models`` builds the lecture's architectures from these, so students reading the
+models see plain ``Conv2d`` / ``LeakyReLU`` / ``ConvTranspose2d`` layers. What is here only
+changes *how* those layers run on a CPU, never *what* they compute (the tests compare every
+output and gradient with torch's own layers):
+
+* ``ConvTranspose2d``: a subclass of ``nn.ConvTranspose2d`` that adds its bias as a separate
+  step on CPU, because oneDNN's fused bias gradient is 3-4x slower for these layers.
+* ``ConvStack``: an ``nn.Sequential`` that runs each convolution + LeakyReLU pair as a single
+  oneDNN call on CPU (``_ConvLeakyReLU``), with the backward pass written out from torch's
+  own kernels.
+
+Measurements for both: ``benchmarks/README.md``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["ConvStack", "ConvTranspose2d"]
+
+
+class ConvTranspose2d(nn.ConvTranspose2d):
+    """``nn.ConvTranspose2d`` that, on CPU, adds its bias as a separate step.
+
+    The same layer in every other respect: same parameters (``weight [C_in, C_out, k, k]``,
+    ``bias [C_out]``), same ``state_dict`` keys, same output up to float rounding, and it still
+    is an ``nn.ConvTranspose2d``. ``[B, C_in, H, W] -> [B, C_out, H', W']``.
+
+    Why: oneDNN, which runs convolutions on CPU, computes a transposed convolution's bias
+    gradient inside its weight-gradient kernel, and for this decoder's two stride-2 layers that
+    kernel is 3-4x slower with the bias than without it. Added outside, the bias gets its
+    gradient from autograd as a plain sum over batch and pixels. A bf16 training step gets
+    about 1.2x faster (``benchmarks/README.md``). On other devices, and when ``output_size`` is
+    given, torch's fused path runs unchanged.
+    """
+
+    def forward(self, input: Tensor, output_size: list[int] | None = None) -> Tensor:
+        if self.bias is None or input.device.type != "cpu" or output_size is not None:
+            return super().forward(input, output_size)
+        out = F.conv_transpose2d(input, self.weight, None, self.stride, self.padding,
+                                 self.output_padding, self.groups, self.dilation)
+        # Under bf16 autocast ``out`` is bf16; cast the fp32 bias so the sum stays bf16.
+        return out + self.bias.to(out.dtype)[:, None, None]
+
+
+class _ConvLeakyReLU(torch.autograd.Function):
+    """``leaky_relu(conv(x, weight) + bias)`` as a single oneDNN call on CPU.
+
+    ``x [B, C_in, H, W] -> y [B, C_out, H', W']`` for ``nn.Conv2d`` and ``nn.ConvTranspose2d``
+    alike. The forward pass is torch's oneDNN convolution with the bias and the LeakyReLU fused
+    into it (the op torch.compile itself emits for this pattern on CPU). The backward pass is
+    the chain rule, written out with torch's own kernels: LeakyReLU's gradient from the saved
+    output (``y > 0`` exactly where ``conv + bias > 0``, since the slope is positive), then
+    torch's convolution backward for ``x``, ``weight`` and ``bias`` (for transposed
+    convolutions the bias gradient is a plain sum over batch and pixels instead, as in
+    ``ConvTranspose2d`` above).
+    """
+
+    @staticmethod
+    def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, conv: nn.Module,
+                slope: float) -> Tensor:
+        if isinstance(conv, nn.ConvTranspose2d):
+            y = torch.ops.mkldnn._convolution_transpose_pointwise(
+                x, weight, bias, conv.padding, conv.output_padding, conv.stride, conv.dilation,
+                conv.groups, "leaky_relu", [slope], "")
+        else:
+            y = torch.ops.mkldnn._convolution_pointwise(
+                x, weight, bias, conv.padding, conv.stride, conv.dilation, conv.groups,
+                "leaky_relu", [slope], "")
+        ctx.save_for_backward(x, weight, y)
+        ctx.conv, ctx.slope = conv, slope
+        return y
+
+    @staticmethod
+    def backward(ctx, grad_y: Tensor) -> tuple[Tensor | None, ...]:
+        x, weight, y = ctx.saved_tensors
+        conv = ctx.conv
+        transposed = isinstance(conv, nn.ConvTranspose2d)
+        grad_pre = torch.ops.aten.leaky_relu_backward(grad_y, y, ctx.slope, True)
+        # oneDNN's weight-gradient kernel also gives the bias gradient; that is free for
+        # ordinary convolutions but 3-4x slower for transposed ones, so those take a plain sum.
+        bias_in_kernel = ctx.needs_input_grad[2] and not transposed
+        grad_x, grad_w, grad_b = torch.ops.aten.convolution_backward(
+            grad_pre, x, weight, [weight.shape[0]] if bias_in_kernel else None, conv.stride,
+            conv.padding, conv.dilation, transposed, conv.output_padding, conv.groups,
+            [ctx.needs_input_grad[0], ctx.needs_input_grad[1], bias_in_kernel])
+        if ctx.needs_input_grad[2] and transposed:
+            grad_b = grad_pre.sum(dim=(0, 2, 3))
+        return grad_x, grad_w, grad_b, None, None
+
+
+def _has_hooks(module: nn.Module) -> bool:
+    return bool(module._forward_hooks or module._forward_pre_hooks)
+
+
+def _can_fuse(conv: nn.Module, act: nn.Module, x: Tensor) -> bool:
+    """Whether ``act(conv(x))`` may run as one ``_ConvLeakyReLU`` call."""
+    return (
+        _FUSED_OPS_AVAILABLE
+        and torch.backends.mkldnn.enabled
+        and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
+        and type(act) is nn.LeakyReLU
+        and act.negative_slope > 0
+        and conv.bias is not None
+        and conv.padding_mode == "zeros"
+        and not isinstance(conv.padding, str)
+        and x.device.type == "cpu"
+        and x.dim() == 4
+        and not (_has_hooks(conv) or _has_hooks(act) or nn.modules.module._global_forward_hooks
+                 or nn.modules.module._global_forward_pre_hooks)
+    )
+
+
+try:
+    _FUSED_OPS_AVAILABLE = (torch.backends.mkldnn.is_available()
+                            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
+                            and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise"))
+except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without oneDNN
+    _FUSED_OPS_AVAILABLE = False
+
+
+class ConvStack(nn.Sequential):
+    """``nn.Sequential`` that, on CPU, runs each convolution + LeakyReLU pair as one step.
+
+    It holds and prints the same layers as ``nn.Sequential``, with the same ``state_dict``
+    keys, and computes the same function. Only the execution differs: on CPU, a ``Conv2d`` or
+    ``ConvTranspose2d`` directly followed by ``LeakyReLU`` becomes a single oneDNN convolution
+    with the bias and the activation fused in (``_ConvLeakyReLU``), instead of three passes over
+    the activations (convolution, bias, LeakyReLU). A bf16 training step gets about 1.1x faster
+    (``benchmarks/README.md``). Everything else runs layer by layer, as does the whole stack on
+    other devices and whenever a layer has forward hooks (so ``layer_shapes`` and any
+    activation hooks still see every layer).
+
+    Under autocast the pair computes in the autocast dtype, as the convolution alone would.
+    """
+
+    def forward(self, x: Tensor) -> Tensor:
+        layers = list(self)
+        i = 0
+        while i < len(layers):
+            layer = layers[i]
+            if i + 1 < len(layers) and _can_fuse(layer, layers[i + 1], x):
+                dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
+                         else x.dtype)
+                if dtype in (torch.float32, torch.bfloat16):
+                    # Casts outside the Function, so autograd routes the gradients back to the
+                    # fp32 parameters exactly as autocast does for a plain convolution.
+                    x = _ConvLeakyReLU.apply(x.to(dtype), layer.weight.to(dtype),
+                                             layer.bias.to(dtype), layer,
+                                             float(layers[i + 1].negative_slope))
+                    i += 2
+                    continue
+            x = layer(x)
+            i += 1
+        return x
