@@ -197,7 +197,9 @@ def _fit(
                             f"(lr={lr} now), e.g. lr={lr / 10:g}."
                         )
                     latest = recent[-1].tolist()
-                    bar.set_postfix({n: f"{v:.4g}" for n, v in zip(names, latest, strict=True)})
+                    # refresh=False: redraw on tqdm's own schedule (every few seconds in a log file)
+                    bar.set_postfix({n: f"{v:.4g}" for n, v in zip(names, latest, strict=True)},
+                                    refresh=False)
                 bar.update(1)
 
             per_batch = torch.stack(values).float().cpu()
