@@ -1,11 +1,11 @@
 """Training loops for the autoencoder and the VAE, with progress bars, history and resuming.
 
 Speed (see ``benchmarks/README.md``): batches come from the in-memory loader, the model runs in
-channels_last and, where the CPU has native bf16 (or on CUDA), under bf16 autocast; losses are
-always computed in fp32, and per-batch values stay on the device until the end of the epoch
-instead of forcing an ``.item()`` sync on every step. On CPU the models' layers themselves are
-faster drop-ins (:mod:`helper_lib.layers`): each convolution is fused with its LeakyReLU, and the
-transposed convolutions add their bias outside oneDNN.
+channels_last and, where bf16 is native and faster (CPUs with AMX, GPUs from Ampere on), under
+bf16 autocast; losses are always computed in fp32, and per-batch values stay on the device until
+the end of the epoch instead of forcing an ``.item()`` sync on every step. On CPU the models'
+layers themselves are faster drop-ins (:mod:`helper_lib.layers`): each convolution is fused with
+its LeakyReLU, and the transposed convolutions add their bias outside oneDNN.
 """
 
 from __future__ import annotations

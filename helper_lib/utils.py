@@ -21,7 +21,8 @@ __all__ = [
     "set_seed",
     "get_device",
     "deterministic",
-    "cpu_has_native_bf16",
+    "cpu_has_amx_bf16",
+    "cuda_has_native_bf16",
     "Precision",
     "resolve_precision",
     "smoke_mode",
@@ -74,15 +75,34 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def cpu_has_native_bf16() -> bool:
-    """True when oneDNN reports native bf16 on this CPU (AVX512-BF16 or AMX), where bf16 pays off.
+def cpu_has_amx_bf16() -> bool:
+    """True when oneDNN runs bf16 convolutions on AMX tiles here: the CPU case where bf16 pays off.
 
-    On CPUs without it, bf16 is emulated and slower than fp32.
+    oneDNN reports bf16 as "supported" on every AVX-512 CPU, so its flag alone is not enough.
+    Measured for this course's ``ConvVAE`` (``benchmarks/README.md``, "bf16 by instruction
+    set"), bf16 autocast trains 2.2x *faster* than fp32 with AMX, but 0.86x as fast with the
+    AVX512-BF16 instructions alone (e.g. Cooper Lake, AMD Zen 4), and 0.24x on AVX-512 without
+    bf16 instructions (e.g. Intel laptops of 2019-2021), where oneDNN emulates it. Also False
+    when the environment variable ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) keeps
+    oneDNN below AMX.
     """
     try:
-        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # builds without oneDNN
+        amx = bool(torch.cpu._is_amx_tile_supported())
+        onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # builds without cpuinfo or oneDNN
         return False
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
+    return amx and onednn_bf16 and (cap.upper() == "ALL" or "AMX" in cap.upper())
+
+
+def cuda_has_native_bf16(device: torch.device) -> bool:
+    """True for GPUs with bf16 tensor cores (NVIDIA compute capability 8.0+, i.e. Ampere on; ROCm).
+
+    Older GPUs (e.g. the T4 or V100) only emulate bf16, so ``"auto"`` stays in fp32 there.
+    """
+    if torch.version.hip:
+        return True
+    return torch.cuda.get_device_capability(device) >= (8, 0)
 
 
 @dataclass(frozen=True)
@@ -103,16 +123,19 @@ class Precision:
 def resolve_precision(precision: str, device: torch.device) -> Precision:
     """Turn ``"auto"``, ``"bf16"`` or ``"fp32"`` into a :class:`Precision` for ``device``.
 
-    ``"auto"`` means: bf16 autocast on CUDA, and on CPUs where oneDNN has native bf16
-    (:func:`cpu_has_native_bf16`); fp32 everywhere else (emulated bf16 is slower than fp32).
-    channels_last is used on CPU and CUDA in every precision (it speeds up the convolutions
-    there, and bf16 *without* channels_last is slower than fp32 on CPU); not on MPS.
+    ``"auto"`` means bf16 autocast where it is native and faster: on CUDA GPUs with bf16 tensor
+    cores (:func:`cuda_has_native_bf16`) and on CPUs with AMX (:func:`cpu_has_amx_bf16`), and
+    fp32 everywhere else, including AVX-512 CPUs whose bf16 is emulated or has no AMX (slower
+    than fp32 there). channels_last is used on CPU and CUDA in every precision (it speeds up the
+    convolutions there, and bf16 *without* channels_last is slower than fp32 on CPU); not on MPS.
     """
     if precision not in ("auto", "bf16", "fp32"):
         raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     channels_last = device.type in ("cpu", "cuda")
     if precision == "auto":
-        if device.type == "cuda" or (device.type == "cpu" and cpu_has_native_bf16()):
+        if (device.type == "cuda" and cuda_has_native_bf16(device)) or (
+            device.type == "cpu" and cpu_has_amx_bf16()
+        ):
             precision = "bf16"
         else:
             precision = "fp32"

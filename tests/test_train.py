@@ -1,5 +1,6 @@
 import json
 import sys
+from pathlib import Path
 from unittest import mock
 
 import pytest
@@ -116,26 +117,63 @@ def test_history_round_trips_through_json_and_csv(tmp_path):
     assert lines == ["epoch,seconds,train_total,train_kl,valid_total", "1,1.5,2.5,0.375,2.4"]
 
 
-def test_precision_auto_resolves_by_device_and_cpu_capability():
+def test_precision_auto_resolves_by_device_and_capability():
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=True):
+    with mock.patch.object(utils, "cpu_has_amx_bf16", return_value=True):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("bf16", torch.bfloat16, True)
-    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=False):
+    with mock.patch.object(utils, "cpu_has_amx_bf16", return_value=False):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("fp32", None, True)
-        assert resolve_precision("auto", cuda).name == "bf16"  # CUDA: bf16 regardless
         assert resolve_precision("auto", mps) == utils.Precision("fp32", None, False)
         assert resolve_precision("bf16", cpu).name == "bf16"  # explicit choice wins
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", cpu)
+    # CUDA: bf16 only with bf16 tensor cores (Ampere on); a T4 (7.5) or V100 (7.0) stays fp32.
+    with mock.patch.object(torch.version, "hip", None):
+        for capability, expected in [((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp32")]:
+            with mock.patch.object(torch.cuda, "get_device_capability", return_value=capability):
+                p = resolve_precision("auto", cuda)
+                assert (p.name, p.channels_last) == (expected, True)
 
 
-def test_cpu_bf16_probe_asks_onednn():
-    with mock.patch.object(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", return_value=False):
-        assert utils.cpu_has_native_bf16() is False
-    with mock.patch.object(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", return_value=True):
-        assert utils.cpu_has_native_bf16() is True
+@pytest.mark.parametrize(
+    ("amx", "onednn_bf16", "isa_cap", "expected"),
+    [
+        (True, True, None, True),  # AMX CPU (Sapphire Rapids on): bf16 is 2.2x faster
+        (False, True, None, False),  # AVX-512 with or without BF16: oneDNN says yes, but slower
+        (True, False, None, False),  # a build whose oneDNN has no bf16
+        (True, True, "AVX512_CORE_BF16", False),  # oneDNN capped below AMX
+        (True, True, "avx512_core_amx", True),
+        (True, True, "ALL", True),
+    ],
+)
+def test_cpu_bf16_needs_amx_not_just_onednn_support(monkeypatch, amx, onednn_bf16, isa_cap,
+                                                    expected):
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    if isa_cap is None:
+        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    else:
+        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_cap)
+    with mock.patch.object(torch.cpu, "_is_amx_tile_supported", return_value=amx), \
+            mock.patch.object(torch.ops.mkldnn, "_is_mkldnn_bf16_supported",
+                              return_value=onednn_bf16):
+        assert utils.cpu_has_amx_bf16() is expected
+        assert resolve_precision("auto", torch.device("cpu")).name == (
+            "bf16" if expected else "fp32")
+
+
+@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
+def test_cpu_bf16_probe_matches_this_machines_cpu_flags(monkeypatch):
+    """Unmocked: the probe agrees with the kernel's CPU flags (CI's CPU has AMX, a laptop not)."""
+    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    flags = set()
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("flags"):
+            flags = set(line.split(":", 1)[1].split())
+            break
+    assert utils.cpu_has_amx_bf16() is ("amx_tile" in flags and "amx_bf16" in flags)
 
 
 def test_model_comes_back_in_the_default_memory_format(mnist_loaders):
