@@ -3,6 +3,7 @@
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --rounds 5 --batches 60
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --numerics --epochs 3
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --levers --batches 40
+    VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --by-isa --rounds 3 --batches 30
 
 Both paths train ``ConvVAE(latent_dim=2)`` with Adam (lr 5e-4), batch 256, the same loss
 (MSE summed over pixels + KL summed over latent dims, both averaged over the batch) and the same
@@ -25,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import statistics
 import subprocess
@@ -211,10 +213,38 @@ def _numerics(epochs: int, seed: int) -> dict:
     return out
 
 
-def _spawn(args: list[str]) -> dict:
+def _spawn(args: list[str], env: dict[str, str] | None = None) -> dict:
     result = subprocess.run([sys.executable, __file__, *args], capture_output=True, text=True,
-                            check=True)
+                            check=True, env=env)
     return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+# oneDNN's instruction-set cap (ONEDNN_MAX_CPU_ISA) stands in for CPUs this machine is not. It only
+# limits oneDNN (the convolutions and matmuls), not torch's own element-wise kernels.
+ISA_CAPS: dict[str, str | None] = {
+    "AMX (this CPU, no cap)": None,
+    "AVX512-BF16, no AMX": "AVX512_CORE_BF16",  # e.g. Cooper Lake, AMD Zen 4
+    "AVX-512 without bf16": "AVX512_CORE",  # e.g. Ice Lake / Tiger Lake laptops: bf16 emulated
+}
+
+
+def _by_isa(rounds: int, batches: int, seed: int) -> None:
+    """The library path in fp32 and in bf16 under each cap of ISA_CAPS, interleaved."""
+    rates = {(cap, p): [] for cap in ISA_CAPS for p in ("fp32", "bf16")}
+    for _ in range(rounds):
+        for cap, precision in rates:
+            env = {k: v for k, v in os.environ.items() if k != "ONEDNN_MAX_CPU_ISA"}
+            if ISA_CAPS[cap] is not None:
+                env["ONEDNN_MAX_CPU_ISA"] = ISA_CAPS[cap]
+            out = _spawn(["--worker", "library", "--precision", precision, "--batches",
+                          str(batches), "--seed", str(seed)], env=env)
+            rates[cap, precision].append(out["images_per_s"])
+    for cap in ISA_CAPS:
+        fp32, bf16 = rates[cap, "fp32"], rates[cap, "bf16"]
+        per_round = [b / f for f, b in zip(fp32, bf16, strict=True)]
+        print(f"{cap:24s} fp32 {_summary(fp32)}\n{'':24s} bf16 {_summary(bf16)}   "
+              f"bf16/fp32 median {statistics.median(per_round):.2f} "
+              f"({min(per_round):.2f}-{max(per_round):.2f})")
 
 
 def _summary(values: list[float]) -> str:
@@ -235,16 +265,20 @@ def main() -> None:
                         help="time one full epoch of the library path and report peak RSS")
     parser.add_argument("--levers", action="store_true",
                         help="throughput as each lever is added, one after another")
+    parser.add_argument("--by-isa", action="store_true",
+                        help="library in fp32 vs. bf16 with oneDNN capped at lower instruction "
+                             "sets (ONEDNN_MAX_CPU_ISA): where does bf16 pay off?")
     parser.add_argument("--worker", choices=["reference", "library", "full", "lever"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--lever", help=argparse.SUPPRESS)
+    parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
     args = parser.parse_args()
 
     if args.worker:
         if args.worker == "reference":
             out = _reference_worker(args.batches, args.seed)
         elif args.worker == "library":
-            out = _library_worker(args.batches, args.seed)
+            out = _library_worker(args.batches, args.seed, args.precision)
         elif args.worker == "lever":
             out = _lever_worker(args.batches, args.seed, args.lever)
         else:
@@ -255,10 +289,10 @@ def main() -> None:
 
     import torch
 
-    from helper_lib.utils import cpu_has_native_bf16
+    from helper_lib.utils import cpu_has_amx_bf16
 
     print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"native CPU bf16: {cpu_has_native_bf16()}")
+          f"AMX-bf16 (so precision='auto' picks bf16): {cpu_has_amx_bf16()}")
     if args.numerics:
         result = _numerics(args.epochs, args.seed)
         for precision in ("fp32", "bf16"):
@@ -270,6 +304,9 @@ def main() -> None:
         out = _spawn(["--worker", "full", "--seed", str(args.seed)])
         print(f"library, one full epoch: {out['epoch_seconds']:.1f} s, "
               f"peak RSS {out['peak_rss_mb']:.0f} MB, loss {out['loss']:.2f}")
+        return
+    if args.by_isa:
+        _by_isa(args.rounds, args.batches, args.seed)
         return
     if args.levers:
         levers = list(LEVERS)
