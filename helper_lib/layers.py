@@ -16,6 +16,8 @@ Measurements for both: ``benchmarks/README.md``.
 
 from __future__ import annotations
 
+import functools
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -115,6 +117,19 @@ def _can_fuse(conv: nn.Module, act: nn.Module, x: Tensor) -> bool:
     )
 
 
+@functools.cache
+def _onednn_has_bf16() -> bool:
+    """Whether oneDNN runs bf16 convolutions here (any AVX-512 or AVX-NE-CONVERT CPU).
+
+    Its fused ops raise for bf16 elsewhere (e.g. on AVX2-only laptops), where an explicit
+    ``precision="bf16"`` must fall back to torch's layers, which have a slow bf16 path.
+    """
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without oneDNN
+        return False
+
+
 try:
     _FUSED_OPS_AVAILABLE = (torch.backends.mkldnn.is_available()
                             and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
@@ -132,8 +147,9 @@ class ConvStack(nn.Sequential):
     with the bias and the activation fused in (``_ConvLeakyReLU``), instead of three passes over
     the activations (convolution, bias, LeakyReLU). A bf16 training step gets about 1.1x faster
     (``benchmarks/README.md``). Everything else runs layer by layer, as does the whole stack on
-    other devices and whenever a layer has forward hooks (so ``layer_shapes`` and any
-    activation hooks still see every layer).
+    other devices, under bf16 autocast on CPUs where oneDNN has no bf16 (AVX2 only), and
+    whenever a layer has forward hooks (so ``layer_shapes`` and any activation hooks still see
+    every layer).
 
     Under autocast the pair computes in the autocast dtype, as the convolution alone would.
     """
@@ -146,7 +162,7 @@ class ConvStack(nn.Sequential):
             if i + 1 < len(layers) and _can_fuse(layer, layers[i + 1], x):
                 dtype = (torch.get_autocast_dtype("cpu") if torch.is_autocast_enabled("cpu")
                          else x.dtype)
-                if dtype in (torch.float32, torch.bfloat16):
+                if dtype == torch.float32 or (dtype == torch.bfloat16 and _onednn_has_bf16()):
                     # Casts outside the Function, so autograd routes the gradients back to the
                     # fp32 parameters exactly as autocast does for a plain convolution.
                     x = _ConvLeakyReLU.apply(x.to(dtype), layer.weight.to(dtype),

@@ -1,7 +1,13 @@
+import os
+import subprocess
+import sys
+from unittest import mock
+
 import pytest
 import torch
 from torch import nn
 
+from helper_lib import layers
 from helper_lib.layers import ConvStack, ConvTranspose2d
 from helper_lib.models import ConvAutoencoder, ConvVAE, count_parameters, layer_shapes
 
@@ -166,6 +172,50 @@ def test_conv_stack_under_bf16_autocast_computes_in_bf16_with_fp32_gradients():
     assert torch.allclose(y.float(), y_ref.float(), rtol=0.02, atol=0.02)
     for a, b in zip(grads, grads_ref, strict=True):
         assert (a - b).norm() / b.norm() < 0.02
+
+
+def test_conv_stack_under_bf16_falls_back_where_onednn_has_no_bf16():
+    """On AVX2-only CPUs oneDNN's fused ops refuse bf16; the stack must run torch's layers."""
+    torch.manual_seed(0)
+    stack = _stack_pair(transposed=True, stride=2, padding=0)
+    x = torch.randn(4, 6, 7, 7, requires_grad=True)
+    with mock.patch.object(layers, "_onednn_has_bf16", return_value=False), \
+            torch.autocast("cpu", dtype=torch.bfloat16):
+        y = stack(x)
+    assert y.dtype == torch.bfloat16
+    assert _count_nodes(y.grad_fn, "ConvLeakyReLU") == 0
+    with torch.autocast("cpu", dtype=torch.bfloat16):  # unmocked: fused wherever oneDNN can
+        fused_pairs = _count_nodes(stack(x).grad_fn, "ConvLeakyReLU")
+    assert fused_pairs == (2 if layers._onednn_has_bf16() else 0)
+
+
+_AVX2_SCRIPT = """
+import torch
+from helper_lib.models import ConvVAE
+from helper_lib.utils import cpu_has_amx_bf16, resolve_precision
+assert not torch.ops.mkldnn._is_mkldnn_bf16_supported()
+assert not cpu_has_amx_bf16()
+assert resolve_precision("auto", torch.device("cpu")).name == "fp32"
+torch.manual_seed(0)
+model = ConvVAE().to(memory_format=torch.channels_last)
+x = torch.rand(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+with torch.autocast("cpu", dtype=torch.bfloat16):  # an explicit precision="bf16"
+    z, mu, logvar, x_hat = model(x)
+x_hat.float().square().sum().backward()
+assert x_hat.shape == (4, 1, 28, 28) and x_hat.dtype == torch.bfloat16
+assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
+print("ok")
+"""
+
+
+def test_models_train_in_bf16_and_auto_picks_fp32_on_an_avx2_only_cpu():
+    """With oneDNN capped at AVX2 (a typical laptop), explicit bf16 still works, "auto" is fp32."""
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
+    env.pop("DNNL_MAX_CPU_ISA", None)
+    result = subprocess.run([sys.executable, "-c", _AVX2_SCRIPT], env=env, capture_output=True,
+                            text=True, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
 
 
 def test_conv_stack_runs_layer_by_layer_when_a_layer_has_hooks():
