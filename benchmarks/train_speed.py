@@ -4,6 +4,7 @@
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --numerics --epochs 3
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --levers --batches 40
     VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --by-isa --rounds 3 --batches 30
+    VAE_DATA_DIR=../shared/data python benchmarks/train_speed.py --max-isa AVX2 --rounds 5
 
 Both paths train ``ConvVAE(latent_dim=2)`` with Adam (lr 5e-4), batch 256, the same loss
 (MSE summed over pixels + KL summed over latent dims, both averaged over the batch) and the same
@@ -101,7 +102,7 @@ def _reference_worker(batches: int, seed: int) -> dict:
             if step == batches + WARMUP:
                 break
     seconds = time.perf_counter() - t0
-    return {"images_per_s": batches * BATCH / seconds, "loss_last10": sum(log[-10:]) / 10}
+    return {"images_per_s": batches * BATCH / seconds, "loss_last10": statistics.fmean(log[-10:])}
 
 
 def _library_worker(batches: int, seed: int, precision: str = "auto") -> dict:
@@ -120,8 +121,11 @@ def _library_worker(batches: int, seed: int, precision: str = "auto") -> dict:
     t0 = time.perf_counter()
     history = train_vae(model, timed, epochs=1, precision=precision, progress=False)
     seconds = time.perf_counter() - t0
+    from helper_lib.utils import resolve_precision
+
     return {"images_per_s": batches * BATCH / seconds,
-            "loss_last10": sum(history.batch["total"][-10:]) / 10}
+            "loss_last10": statistics.fmean(history.batch["total"][-10:]),
+            "precision": resolve_precision(precision, torch.device("cpu")).name}
 
 
 def _full_epoch_worker(seed: int) -> dict:
@@ -265,6 +269,10 @@ def main() -> None:
                         help="time one full epoch of the library path and report peak RSS")
     parser.add_argument("--levers", action="store_true",
                         help="throughput as each lever is added, one after another")
+    parser.add_argument("--max-isa", choices=["AVX2", "AVX512_CORE"],
+                        help="run both sides of the A/B comparison with oneDNN (and, for AVX2, "
+                             "torch's own kernels) capped at this instruction set, standing in "
+                             "for a CPU without AMX")
     parser.add_argument("--by-isa", action="store_true",
                         help="library in fp32 vs. bf16 with oneDNN capped at lower instruction "
                              "sets (ONEDNN_MAX_CPU_ISA): where does bf16 pay off?")
@@ -322,18 +330,25 @@ def main() -> None:
             print(f"{lever:40s} images/s {_summary(rates[lever])}   x{med / base:.2f}")
         return
 
+    env = None
+    if args.max_isa:
+        env = {**os.environ, "ONEDNN_MAX_CPU_ISA": args.max_isa}
+        if args.max_isa == "AVX2":
+            env["ATEN_CPU_CAPABILITY"] = "avx2"
+        print(f"capped: ONEDNN_MAX_CPU_ISA={args.max_isa}, "
+              f"ATEN_CPU_CAPABILITY={env.get('ATEN_CPU_CAPABILITY', '(unset)')}")
     ref, lib, ratios = [], [], []
     for i in range(args.rounds):
         a = _spawn(["--worker", "reference", "--batches", str(args.batches),
-                    "--seed", str(args.seed)])
+                    "--seed", str(args.seed)], env=env)
         b = _spawn(["--worker", "library", "--batches", str(args.batches),
-                    "--seed", str(args.seed)])
+                    "--seed", str(args.seed)], env=env)
         ref.append(a["images_per_s"])
         lib.append(b["images_per_s"])
         ratios.append(b["images_per_s"] / a["images_per_s"])
         print(f"round {i + 1}: reference {a['images_per_s']:7.1f} img/s "
               f"(loss {a['loss_last10']:.2f}) | library {b['images_per_s']:7.1f} img/s "
-              f"(loss {b['loss_last10']:.2f})"
+              f"(loss {b['loss_last10']:.2f}, {b['precision']})"
               f" | ratio {ratios[-1]:.2f}", flush=True)
     print(f"reference images/s  {_summary(ref)}")
     print(f"library   images/s  {_summary(lib)}")
