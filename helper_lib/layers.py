@@ -1,9 +1,9 @@
-"""Drop-in layers that make the lecture's models train faster on CPU, computing the same thing.
+"""Drop-in layers that make the lecture's models train fast and correctly under mixed precision.
 
 ``helper_lib.models`` builds the lecture's architectures from these, so students reading the
-models see plain ``Conv2d`` / ``LeakyReLU`` / ``ConvTranspose2d`` layers. What is here only
-changes *how* those layers run on a CPU, never *what* they compute (the tests compare every
-output and gradient with torch's own layers):
+models see plain ``Conv2d`` / ``LeakyReLU`` / ``ConvTranspose2d`` / ``Sigmoid`` layers. The
+first two only change *how* those layers run on a CPU, never *what* they compute (the tests
+compare every output and gradient with torch's own layers):
 
 * ``ConvTranspose2d``: a subclass of ``nn.ConvTranspose2d`` that adds its bias as a separate
   step on CPU, because oneDNN's fused bias gradient is 3-4x slower for these layers.
@@ -12,6 +12,9 @@ output and gradient with torch's own layers):
   own kernels.
 
 Measurements for both: ``benchmarks/README.md``.
+
+* ``Sigmoid``: ``nn.Sigmoid`` that always computes in fp32, also under bf16 autocast, where a
+  bf16 output would round every value above about 0.998 to exactly 1.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvStack", "ConvTranspose2d"]
+__all__ = ["ConvStack", "ConvTranspose2d", "Sigmoid"]
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -47,6 +50,22 @@ class ConvTranspose2d(nn.ConvTranspose2d):
                                  self.output_padding, self.groups, self.dilation)
         # Under bf16 autocast ``out`` is bf16; cast the fp32 bias so the sum stays bf16.
         return out + self.bias.to(out.dtype)[:, None, None]
+
+
+class Sigmoid(nn.Sigmoid):
+    """``nn.Sigmoid`` that computes in fp32 and returns fp32, whatever the input dtype.
+
+    ``[B, ...] -> [B, ...]``. Under bf16 autocast the decoder's last convolution runs in bf16,
+    and a bf16 sigmoid has only 8 significant bits: every output above about 0.998 becomes
+    exactly 1.0. For the binary cross-entropy that is a real error, not rounding: against a
+    grey target pixel the loss saturates at torch's clamp (``-log(1 - 1.0)`` is capped at
+    100) and the pixel's gradient is exactly zero, so training cannot pull it back. In fp32
+    the output stays below 1 for logits up to about 16. The cost is one fp32 pass over the
+    ``[B, 1, 28, 28]`` output.
+    """
+
+    def forward(self, input: Tensor) -> Tensor:
+        return torch.sigmoid(input.float())
 
 
 class _ConvLeakyReLU(torch.autograd.Function):

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 # CPU-fast drop-ins for nn.Sequential and nn.ConvTranspose2d (same weights, same results).
-from .layers import ConvStack, ConvTranspose2d
+from .layers import ConvStack, ConvTranspose2d, Sigmoid
 
 __all__ = [
     "ConvAutoencoder", "ConvVAE", "ConvStack", "ConvTranspose2d", "Trim", "count_parameters",
@@ -60,7 +60,8 @@ def _decoder_stack(latent_dim: int) -> ConvStack:
 
     ``ConvTranspose2d`` and ``ConvStack`` come from ``helper_lib.layers``: a faster bias
     gradient on CPU, and each convolution fused with the LeakyReLU after it on CPU; otherwise
-    torch's layers.
+    torch's layers. ``Sigmoid`` (also from there) computes in fp32 under bf16 autocast, so
+    outputs near 1 do not round to exactly 1.
     """
     return ConvStack(
         nn.Linear(latent_dim, _FLAT),
@@ -73,7 +74,7 @@ def _decoder_stack(latent_dim: int) -> ConvStack:
         nn.LeakyReLU(0.01),
         ConvTranspose2d(32, 1, kernel_size=3, stride=1, padding=0),
         Trim(28),
-        nn.Sigmoid(),
+        Sigmoid(),  # in fp32 even under bf16 autocast, see helper_lib.layers.Sigmoid
     )
 
 

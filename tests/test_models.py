@@ -202,7 +202,8 @@ x = torch.rand(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
 with torch.autocast("cpu", dtype=torch.bfloat16):  # an explicit precision="bf16"
     z, mu, logvar, x_hat = model(x)
 x_hat.float().square().sum().backward()
-assert x_hat.shape == (4, 1, 28, 28) and x_hat.dtype == torch.bfloat16
+assert x_hat.shape == (4, 1, 28, 28) and x_hat.dtype == torch.float32  # fp32 sigmoid
+assert mu.dtype == torch.bfloat16  # the rest ran in bf16
 assert all(p.grad is not None and torch.isfinite(p.grad).all() for p in model.parameters())
 print("ok")
 """
@@ -271,3 +272,26 @@ def test_conv_stack_supports_double_backward_like_stock_layers():
     assert _count_nodes(fused(x).grad_fn, "ConvLeakyReLU") == 2
     for a, b in zip(*grads, strict=True):
         assert torch.allclose(a, b, rtol=1e-4, atol=1e-5)
+
+
+@pytest.mark.parametrize("cls", [ConvVAE, ConvAutoencoder])
+def test_decoder_output_keeps_fp32_precision_near_one_under_bf16_autocast(cls):
+    # bf16 has 8 significant bits, so a bf16 sigmoid rounds everything above ~0.998 to exactly
+    # 1.0: BCE against a grey target then saturates and that pixel's gradient is zero.
+    torch.manual_seed(0)
+    model = cls(latent_dim=2)
+    last = model.decoder[-3]  # the final ConvTranspose2d(32, 1)
+    with torch.no_grad():
+        last.bias.fill_(7.0)  # logits around 7: sigmoid ~0.9991
+    z = torch.zeros(4, 2)
+    with torch.autocast("cpu", torch.bfloat16):
+        x_hat = model.decode(z)
+    assert x_hat.dtype == torch.float32
+    assert (x_hat < 1).all()
+    target = torch.full_like(x_hat, 0.5)
+    with torch.autocast("cpu", torch.bfloat16):
+        x_hat = model.decode(z)
+    loss = torch.nn.functional.binary_cross_entropy(x_hat, target, reduction="sum") / 4
+    loss.backward()
+    # d(BCE)/d(logit) = x_hat - target ~ 0.5 per pixel, 784 pixels per image
+    assert last.bias.grad.item() == pytest.approx(784 * 0.4991, rel=0.01)
