@@ -28,6 +28,7 @@ from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, save_checkpoint
 from .losses import vae_loss
+from .models import check_outputs
 from .utils import get_device, resolve_precision, set_seed, tune_cpu_allocator
 
 __all__ = ["History", "train_vae", "train_autoencoder"]
@@ -155,9 +156,16 @@ def _fit(
             optimizer.load_state_dict(state["optimizer_state"])
         if "history" in state:
             history = History.from_dict(state["history"])
+        # The saved rate would win otherwise; a resumed run trains with the lr it is given.
+        for group in optimizer.param_groups:
+            group["lr"] = lr
         rng = state.get("rng_state", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and dev.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], dev)
+        if "mps" in rng and dev.type == "mps":
+            torch.mps.set_rng_state(rng["mps"])
         if "loader" in rng and generator is not None:
             generator.set_state(rng["loader"])
     start = history.epochs
@@ -220,19 +228,24 @@ def _fit(
                 bar.write(f"epoch {epoch + 1:3d}/{epochs}: {summary} "
                           f"({history.epoch_seconds[-1]:.1f} s)")
             if checkpoint_path is not None:
+                # eps in reparameterize is drawn on the model's device, so its generator too
                 rng_state = {"torch": torch.get_rng_state()}
+                if dev.type == "cuda":
+                    rng_state["cuda"] = torch.cuda.get_rng_state(dev)
+                elif dev.type == "mps":
+                    rng_state["mps"] = torch.mps.get_rng_state()
                 if generator is not None:
                     rng_state["loader"] = generator.get_state()
                 save_checkpoint(
                     checkpoint_path, model, optimizer=optimizer,
                     extra={"history": history.to_dict(), "rng_state": rng_state},
-                    epoch=epoch + 1, precision=prec.name, lr=lr,
-                    **(checkpoint_metadata or {}),
+                    **{**(checkpoint_metadata or {}),
+                       "epoch": epoch + 1, "precision": prec.name, "lr": lr},
                 )
     finally:
         bar.close()
-    if prec.channels_last:
-        model.to(memory_format=torch.contiguous_format)
+        if prec.channels_last:  # also after an error, e.g. a NaN loss
+            model.to(memory_format=torch.contiguous_format)
     return history
 
 
@@ -272,11 +285,13 @@ def train_vae(
         precision: ``"auto"``, ``"bf16"`` or ``"fp32"``; see
             :func:`helper_lib.utils.resolve_precision`.
         checkpoint_path: if given, a training checkpoint is written after every epoch, and
-            training resumes from it when the file already exists.
+            training resumes from it when the file already exists (weights, Adam's state,
+            history and random states; ``lr`` is the one passed now, not the saved one).
         seed: if given, seeds everything first (initial weights are set at model creation, so
             seed before building the model as well for a fully reproducible run).
         progress: show a tqdm bar with the running loss, and one line per epoch.
-        checkpoint_metadata: extra metadata stored in the checkpoint (e.g. the command).
+        checkpoint_metadata: extra metadata stored in the checkpoint (e.g. the command). The
+            keys ``epoch``, ``precision`` and ``lr`` are always the library's own.
 
     Returns:
         A :class:`History` with components ``("total", "reconstruction", "kl")``.
@@ -284,11 +299,13 @@ def train_vae(
     Raises:
         FloatingPointError: the loss became NaN or infinite (the message names the epoch and
             batch).
+        TypeError: ``model`` is not a VAE (its forward does not return
+            ``(z, mu, logvar, x_hat)``); the message points to :func:`train_autoencoder`.
     """
     from .evaluate import evaluate_vae
 
     def loss_fn(out: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
-        _, mu, logvar, x_hat = out
+        _, mu, logvar, x_hat = check_outputs(out, model, "vae")
         return tuple(vae_loss(x_hat, x, mu, logvar, kind, reconstruction_weight, beta))
 
     def valid_fn(m: nn.Module, loader: DataLoader) -> dict[str, float]:
@@ -322,7 +339,8 @@ def train_autoencoder(
     from .evaluate import evaluate_autoencoder
 
     def loss_fn(out: tuple[Tensor, Tensor], x: Tensor) -> tuple[Tensor, ...]:
-        return (F.mse_loss(out[1].float(), x),)
+        _, x_hat = check_outputs(out, model, "autoencoder")
+        return (F.mse_loss(x_hat.float(), x),)
 
     def valid_fn(m: nn.Module, loader: DataLoader) -> dict[str, float]:
         return evaluate_autoencoder(m, loader, precision=precision)

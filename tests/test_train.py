@@ -22,7 +22,7 @@ def _vae(seed=0):
 def test_a_few_hundred_steps_on_real_mnist_lower_the_loss(mnist_loaders):
     train, _, test = mnist_loaders  # 2,048 real images, batches of 64 -> 32 steps per epoch
     model = _vae()
-    history = train_vae(model, train, epochs=8, seed=0, progress=False)
+    history = train_vae(model, train, epochs=8, seed=0, device="cpu", progress=False)
     steps = len(history.batch["total"])
     assert steps == 256
     first = sum(history.batch["total"][:20]) / 20
@@ -77,16 +77,16 @@ def test_training_resumes_from_its_checkpoint(tmp_path):
 
     model, train, valid = fresh()
     straight = train_vae(model, train, epochs=2, seed=3, valid_loader=valid, precision="fp32",
-                         progress=False)
+                         device="cpu", progress=False)
 
     model, train, valid = fresh()
     ckpt = tmp_path / "state.pt"
     first = train_vae(model, train, epochs=1, seed=3, valid_loader=valid, precision="fp32",
-                      checkpoint_path=ckpt, progress=False)
+                      device="cpu", checkpoint_path=ckpt, progress=False)
     assert first.epochs == 1 and ckpt.is_file()
     model, train, valid = fresh()  # a new process would start like this
     resumed = train_vae(model, train, epochs=2, seed=3, valid_loader=valid, precision="fp32",
-                        checkpoint_path=ckpt, progress=False)
+                        device="cpu", checkpoint_path=ckpt, progress=False)
     assert resumed.epochs == 2
     assert resumed.batch == straight.batch
     assert resumed.valid == straight.valid
@@ -183,8 +183,10 @@ def test_cpu_bf16_probe_matches_this_machines_cpu_flags(monkeypatch):
 def test_model_comes_back_in_the_default_memory_format(mnist_loaders):
     train, _, _ = mnist_loaders
     model = ConvVAE()
-    train_vae(model, [next(iter(train))], epochs=1, progress=False)
-    assert model.encoder[0].weight.is_contiguous()
+    train_vae(model, [next(iter(train))], epochs=1, device="cpu", progress=False)
+    # encoder[0].weight [32, 1, 3, 3] is contiguous in both formats; the others are not
+    assert not torch.randn(64, 32, 3, 3).to(memory_format=torch.channels_last).is_contiguous()
+    assert all(p.is_contiguous() for p in model.parameters())
 
 
 def test_progress_bar_in_a_log_file_is_redrawn_only_every_few_seconds(
@@ -200,3 +202,62 @@ def test_progress_bar_in_a_log_file_is_redrawn_only_every_few_seconds(
     # for the epoch line (2) and redrawn after it, and closes. One more is allowed for a slow
     # machine (a timed redraw after 5 s). A forced redraw per postfix update would add 4.
     assert err.count("\r") <= 7, err
+
+
+@pytest.mark.parametrize("train, model, needs, use", [
+    (train_vae, ConvAutoencoder, r"needs a VAE .*\(z, mu, logvar, x_hat\)", "train_autoencoder"),
+    (train_autoencoder, ConvVAE, r"needs an autoencoder .*\(z, x_hat\)", "train_vae"),
+])
+def test_training_the_wrong_kind_of_model_names_the_right_function(train, model, needs, use):
+    loader = DataLoader(TensorDataset(torch.rand(8, 1, 28, 28), torch.zeros(8)), batch_size=4)
+    with pytest.raises(TypeError, match=needs) as err:
+        train(model(), loader, epochs=1, progress=False)
+    assert f"use {use}" in str(err.value)
+
+
+def test_resuming_uses_the_new_learning_rate_and_keeps_library_metadata(tmp_path):
+    from helper_lib.checkpoints import load_checkpoint
+
+    loader = DataLoader(TensorDataset(torch.rand(8, 1, 28, 28), torch.zeros(8)), batch_size=4)
+    ckpt = tmp_path / "state.pt"
+    # user metadata may not clobber the library's own keys (it used to raise a TypeError)
+    train_vae(_vae(), loader, epochs=1, lr=1e-3, checkpoint_path=ckpt, progress=False,
+              checkpoint_metadata={"command": "test", "lr": "ignored"})
+    meta = load_checkpoint(ckpt)["metadata"]
+    assert meta["command"] == "test" and meta["lr"] == 1e-3 and meta["epoch"] == 1
+    assert load_checkpoint(ckpt)["optimizer_state"]["param_groups"][0]["lr"] == 1e-3
+    train_vae(_vae(), loader, epochs=2, lr=1e-4, checkpoint_path=ckpt, progress=False)
+    state = load_checkpoint(ckpt)
+    assert state["optimizer_state"]["param_groups"][0]["lr"] == 1e-4  # not the saved 1e-3
+    assert state["metadata"]["lr"] == 1e-4 and state["metadata"]["epoch"] == 2
+
+
+def test_model_comes_back_in_the_default_memory_format_after_an_error():
+    images = torch.full((8, 1, 28, 28), float("nan"))
+    loader = DataLoader(TensorDataset(images, torch.zeros(8)), batch_size=4)
+    model = _vae()
+    with pytest.raises(FloatingPointError):
+        train_vae(model, loader, epochs=1, device="cpu", precision="fp32", progress=False)
+    assert all(p.is_contiguous() for p in model.parameters())
+
+
+def test_deterministic_sets_and_then_restores_every_global_setting(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    torch.use_deterministic_algorithms(True, warn_only=True)  # a caller's own setting
+    try:
+        with utils.deterministic():
+            assert torch.are_deterministic_algorithms_enabled()
+            assert not torch.backends.cudnn.benchmark
+            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
+            with utils.deterministic(enabled=False):
+                assert not torch.are_deterministic_algorithms_enabled()
+            assert torch.are_deterministic_algorithms_enabled()
+        assert torch.are_deterministic_algorithms_enabled()
+        assert torch.is_deterministic_algorithms_warn_only_enabled()  # was reset to False
+        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
+    finally:
+        torch.use_deterministic_algorithms(False)
+    with utils.deterministic():
+        pass
+    assert not torch.are_deterministic_algorithms_enabled()
+    assert not torch.is_deterministic_algorithms_warn_only_enabled()
