@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
-from .models import ConvVAE
+from .models import ConvVAE, check_outputs
 from .utils import resolve_precision, tune_cpu_allocator
 
 __all__ = [
@@ -47,10 +47,16 @@ def _inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
     device = model_device(model)
     if device.type == "cpu":
         tune_cpu_allocator()
-    devices = [device] if device.type == "cuda" else []
     model.eval()
     try:
-        with torch.no_grad(), torch.random.fork_rng(devices=devices):
+        with contextlib.ExitStack() as stack:
+            stack.enter_context(torch.no_grad())
+            # torch.manual_seed reseeds the CPU, every initialized CUDA device and MPS, so all
+            # of their states are saved here and restored afterwards.
+            cuda = range(torch.cuda.device_count()) if torch.cuda.is_initialized() else []
+            stack.enter_context(torch.random.fork_rng(devices=cuda))
+            if device.type == "mps":
+                stack.enter_context(torch.random.fork_rng(devices=[device], device_type="mps"))
             if seed is not None:
                 torch.manual_seed(seed)
             yield device
@@ -91,7 +97,7 @@ def evaluate_vae(
         n = 0
         for x in _batches(loader, device, max_items):
             with prec.autocast(device):
-                _, mu, logvar, x_hat = model(x)
+                _, mu, logvar, x_hat = check_outputs(model(x), model, "vae")
             rec = reconstruction_loss(x_hat, x, kind)
             kl = kl_divergence(mu.float(), logvar.float())
             sums += torch.stack([rec.sum(), kl.sum()]).double().cpu()
@@ -113,7 +119,7 @@ def evaluate_autoencoder(
         total, count = 0.0, 0
         for x in _batches(loader, device, max_items):
             with prec.autocast(device):
-                _, x_hat = model(x)
+                _, x_hat = check_outputs(model(x), model, "autoencoder")
             total += F.mse_loss(x_hat.float(), x, reduction="sum").item()
             count += x.numel()
     return {"mse": total / max(count, 1)}
@@ -185,7 +191,11 @@ def importance_weighted_log_likelihood(
     with _inference(model, seed) as device, bar:
         total, n = 0.0, 0
         for x in _batches(loader, device, max_items):
-            mu, logvar = model.encode(x)  # [B, D]
+            encoded = model.encode(x)
+            if not (isinstance(encoded, tuple) and len(encoded) == 2):
+                raise TypeError(f"{type(model).__name__}.encode must return (mu, logvar), like "
+                                "ConvVAE's: the log-likelihood needs a VAE's q(z | x)")
+            mu, logvar = encoded  # [B, D] each
             std = torch.exp(0.5 * logvar)
             per_chunk = max(1, chunk // len(x))
             log_w = []

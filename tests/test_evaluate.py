@@ -89,5 +89,23 @@ def test_collect_latents_and_reconstruct(small_test):
     model = ConvVAE()
     codes, labels = collect_latents(model, small_test, max_items=250)
     assert codes.shape == (250, 2) and labels.shape == (250,)
-    x, _ = next(iter(small_test))
-    assert reconstruct(model, x[:5]).shape == (5, 1, 28, 28)
+    x, y = next(iter(small_test))
+    n = min(len(x), 250)
+    assert torch.equal(codes[:n], model.encode(x[:n])[0].detach())  # mu, in loader order
+    assert torch.equal(labels[:n], y[:n])
+    model.train()
+    x_hat = reconstruct(model, x[:5])
+    assert x_hat.shape == (5, 1, 28, 28)
+    assert model.training  # mode restored
+    model.eval()
+    with torch.no_grad():  # decodes mu itself, not a random z: repeatable
+        assert torch.allclose(x_hat, model.decode(model.encode(x[:5])[0]), atol=1e-6)
+    assert torch.equal(x_hat, reconstruct(model, x[:5]))
+
+
+@pytest.mark.parametrize("fn", [evaluate_vae, evaluate_autoencoder,
+                                importance_weighted_log_likelihood])
+def test_evaluating_the_wrong_kind_of_model_raises_a_clear_type_error(small_test, fn):
+    model = ConvVAE() if fn is evaluate_autoencoder else ConvAutoencoder()
+    with pytest.raises(TypeError, match="like Conv"):
+        fn(model, small_test, max_items=8)
