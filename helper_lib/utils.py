@@ -60,6 +60,7 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
     model is deterministic anyway for a fixed thread count; this matters on GPUs.
     """
     old_algos = torch.are_deterministic_algorithms_enabled()
+    old_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     old_bench = torch.backends.cudnn.benchmark
     old_cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
     if enabled and old_cublas is None:
@@ -69,7 +70,7 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
     try:
         yield
     finally:
-        torch.use_deterministic_algorithms(old_algos)
+        torch.use_deterministic_algorithms(old_algos, warn_only=old_warn_only)
         torch.backends.cudnn.benchmark = old_bench
         if old_cublas is None:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
