@@ -169,7 +169,8 @@ def plot_latent_space(
     Args:
         model, loader: the codes are ``collect_latents(model, loader, max_items)``.
         lims: ``(xmin, xmax, ymin, ymax)``; pass the same limits to compare two models.
-        ax: draw into this axes (e.g. one panel of a side-by-side figure).
+        ax: draw into this axes (e.g. one panel of a side-by-side figure). Its figure is
+            returned and, like every figure here, detached from pyplot: end the cell with it.
         latents: codes you already have, ``(codes [N, 2], labels [N])`` as returned by
             ``collect_latents``; then ``loader`` is not needed and nothing is encoded again.
     """

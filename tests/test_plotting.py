@@ -99,8 +99,35 @@ def test_latent_plots_refuse_other_dimensions(mnist_loaders):
         plotting.plot_latent_manifold(ConvVAE(latent_dim=3))
 
 
-def test_lecture_figures():
-    assert isinstance(plotting.plot_bce_vs_mse(), Figure)
-    assert isinstance(plotting.plot_kl_surface(), Figure)
-    fig = plotting.plot_sample_histogram(torch.randn(1000), 0.0, 1.0)
-    assert isinstance(fig, Figure)
+def test_bce_vs_mse_marks_each_targets_entropy_and_zero():
+    import math
+
+    fig = plotting.plot_bce_vs_mse(targets=(0.2, 0.4))
+    ax_b, ax_m = fig.axes
+    markers = [line for line in ax_b.lines if line.get_marker() == "o"]
+    for line, t in zip(markers, (0.2, 0.4), strict=True):
+        entropy = -(t * math.log(t) + (1 - t) * math.log(1 - t))  # BCE at a perfect match
+        assert line.get_xdata()[0] == pytest.approx(t)
+        assert line.get_ydata()[0] == pytest.approx(entropy, rel=1e-5)  # 0.500, 0.673
+    curves = [line for line in ax_m.lines if line.get_marker() != "o"]
+    x, y = curves[0].get_xdata(), curves[0].get_ydata()
+    assert y.min() == pytest.approx(0.0, abs=1e-4) and x[y.argmin()] == pytest.approx(0.2, abs=0.01)
+
+
+def test_kl_surface_has_its_minimum_at_the_prior():
+    fig = plotting.plot_kl_surface()
+    ax = fig.axes[0]
+    star = [line for line in ax.lines if line.get_marker() == "*"][0]
+    assert (star.get_xdata()[0], star.get_ydata()[0]) == (0, 0)
+    contour = ax.collections[0]  # the filled contours start at the KL's minimum, 0
+    assert contour.levels[0] == 0.0
+
+
+def test_sample_histogram_is_a_density_against_the_target_pdf():
+    fig = plotting.plot_sample_histogram(torch.randn(1000) * 2 + 1, 1.0, 2.0)
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    widths = [p.get_width() for p in ax.patches]
+    assert sum(h * w for h, w in zip(heights, widths, strict=True)) == pytest.approx(1.0)
+    pdf = ax.lines[0]
+    assert max(pdf.get_ydata()) == pytest.approx(1 / (2.0 * (2 * torch.pi) ** 0.5), rel=1e-3)
