@@ -53,3 +53,29 @@ def test_no_helper_code_and_no_hard_coded_device(path):
                                    if not line.lstrip().startswith(("%", "!"))))
         defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
         assert not defs, f"helper code belongs in helper_lib: {[d.name for d in defs]}"
+
+
+def test_the_readmes_handout_command_removes_every_solution(tmp_path):
+    """Runs the README's nbconvert command as written (nbconvert skips the tag filter unless
+    it is enabled, which the first version of the command forgot)."""
+    import re
+    import shlex
+    import subprocess
+    import sys
+
+    root = Path(__file__).resolve().parent.parent
+    readme = (root / "README.md").read_text()
+    block = re.search(r"```bash\n(jupyter nbconvert .*?)```", readme, re.S)
+    assert block, "the README shows the handout command"
+    args = shlex.split(block.group(1).replace("\\\n", " "))
+    args[args.index("--output-dir") + 1] = str(tmp_path)
+    subprocess.run([sys.executable, "-m", "jupyter", *args[1:]], cwd=root, check=True,
+                   capture_output=True, timeout=120)
+    source = root / args[-3] if args[-2] == "--output-dir" else None
+    assert source is not None and source.suffix == ".ipynb"
+    handout = _cells(tmp_path / source.name)
+    original = _cells(source)
+    solutions = [c for c in original if "solution" in c.get("metadata", {}).get("tags", [])]
+    assert solutions
+    assert len(handout) == len(original) - len(solutions)
+    assert not any("solution" in c.get("metadata", {}).get("tags", []) for c in handout)
