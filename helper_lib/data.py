@@ -4,8 +4,11 @@ Images come out as float tensors of shape ``[B, 1, 28, 28]`` with pixels in ``[0
 (exactly what ``ToTensor`` gives), labels as ``int64`` tensors of shape ``[B]``.
 
 Where the data lives, in order of precedence: the ``root`` argument, the environment variable
-``VAE_DATA_DIR``, then ``<repo>/data``. torchvision expects ``<root>/MNIST/raw/`` (or
-``<root>/FashionMNIST/raw/``) holding the four uncompressed IDX files.
+``VAE_DATA_DIR``, then ``<repo>/data``. A relative ``VAE_DATA_DIR`` is taken relative to the
+current folder if it exists there, else relative to the repository, so the README's
+``VAE_DATA_DIR=../shared/data`` also works in a Jupyter kernel, which runs in ``notebooks/``.
+torchvision expects ``<root>/MNIST/raw/`` (or ``<root>/FashionMNIST/raw/``) holding the four
+uncompressed IDX files.
 """
 
 from __future__ import annotations
@@ -58,7 +61,10 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
         return Path(root).expanduser().resolve()
     env = os.environ.get(DATA_ENV_VAR)
     if env:
-        return Path(env).expanduser().resolve()
+        path = Path(env).expanduser()
+        if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
+            return (REPO_ROOT / path).resolve()  # e.g. ../shared/data seen from notebooks/
+        return path.resolve()
     return REPO_ROOT / "data"
 
 
@@ -78,7 +84,8 @@ def _missing_data_message(folder: Path, cause: str) -> str:
         f"Expected these four uncompressed IDX files in {folder}:\n{files}\n"
         f"Put them there, or point the environment variable {DATA_ENV_VAR} at the folder that "
         f"contains '{folder.parent.name}/raw/' (for this course: export "
-        f"{DATA_ENV_VAR}=/path/to/shared/data), or pass root=... ."
+        f"{DATA_ENV_VAR}=/path/to/shared/data), or pass root=... (--data-root on the "
+        f"command line)."
     )
 
 

@@ -101,3 +101,20 @@ def test_fashion_mnist_loads_too():
     train, _, _ = get_dataloaders("fashion-mnist", batch_size=8, train_subset=64)
     x, y = next(iter(train))
     assert x.shape == (8, 1, 28, 28) and int(y.max()) <= 9
+
+
+def test_a_relative_data_dir_also_works_from_the_notebooks_folder(monkeypatch, tmp_path):
+    from helper_lib.data import REPO_ROOT
+
+    real = resolve_data_root()
+    monkeypatch.chdir(REPO_ROOT)
+    relative = os.path.relpath(real, REPO_ROOT)  # e.g. ../shared/data, as in the README
+    monkeypatch.setenv(DATA_ENV_VAR, relative)
+    assert resolve_data_root() == real
+    monkeypatch.chdir(REPO_ROOT / "notebooks")  # where a Jupyter kernel starts
+    assert resolve_data_root() == real
+    # a relative folder that exists from the current folder wins
+    (tmp_path / "notebooks").mkdir()
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv(DATA_ENV_VAR, "notebooks")
+    assert resolve_data_root() == tmp_path / "notebooks"
