@@ -15,9 +15,11 @@ checkpoint's hash against it before loading.
 from __future__ import annotations
 
 import hashlib
+import math
 import os
 import platform
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -36,6 +38,7 @@ __all__ = [
     "write_sha256",
     "library_versions",
     "PRETRAINED_DIR",
+    "PRETRAINED_NAMES",
     "pretrained_path",
     "load_pretrained",
     "load_pretrained_history",
@@ -44,6 +47,8 @@ __all__ = [
 FORMAT = "helper_lib-checkpoint/1"
 #: Where the shipped checkpoints live (committed to git; see data/pretrained/README.md).
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
+#: The checkpoints shipped in PRETRAINED_DIR.
+PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist")
 
 
 class CheckpointError(RuntimeError):
@@ -159,7 +164,7 @@ def load_checkpoint(
         if actual != expected_sha256.lower():
             raise CheckpointError(
                 f"{path} is corrupted or was replaced: its sha256 is {actual}, "
-                f"expected {expected_sha256}. Restore it with `git checkout -- {path}`."
+                f"expected {expected_sha256}. " + _restore_hint(path)
             )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
@@ -203,25 +208,79 @@ def load_model(
     return model.to(device).eval()
 
 
+def _restore_hint(path: Path) -> str:
+    if PRETRAINED_DIR in path.resolve().parents:
+        return f"Restore it with `git checkout -- {path}`."
+    return f"Re-create it, or delete it and {path.name}.sha256."
+
+
+def _check_name(name: str) -> None:
+    if name not in PRETRAINED_NAMES:
+        raise ValueError(f"unknown pretrained model {name!r}; the shipped ones are "
+                         f"{', '.join(PRETRAINED_NAMES)}")
+
+
 def pretrained_path(name: str) -> Path:
     """``data/pretrained/<name>.pt``, e.g. ``pretrained_path("conv_vae_mnist")``."""
+    _check_name(name)
     return PRETRAINED_DIR / f"{name}.pt"
 
 
-def load_pretrained(name: str, device: str | torch.device = "cpu") -> nn.Module | None:
-    """The shipped checkpoint ``name`` (sha256-verified, in ``eval()`` mode), or ``None`` if the
-    file is absent, so that notebooks can fall back to training:
+def _trained_with(payload: dict[str, Any]) -> dict[str, Any]:
+    """The settings a checkpoint written by ``python -m helper_lib train`` was trained with."""
+    meta = payload.get("metadata", {})
+    settings = {k: v for k, v in meta.items() if not isinstance(v, dict)}
+    settings.update(payload.get("model_kwargs", {}))
+    settings.update(meta.get("loss", {}))
+    settings.setdefault("train_subset", None)  # the shipped runs used every training image
+    return settings
 
-    >>> model = load_pretrained("conv_vae_mnist")  # doctest: +SKIP
+
+def load_pretrained(
+    name: str, device: str | torch.device = "cpu", expect: dict[str, Any] | None = None
+) -> nn.Module | None:
+    """The shipped checkpoint ``name`` (sha256-verified, in ``eval()`` mode), or ``None``, so
+    that notebooks can fall back to training:
+
+    >>> model = load_pretrained("conv_vae_mnist", expect={"epochs": EPOCHS})  # doctest: +SKIP
     >>> if model is None: ...                      # train from scratch
 
+    ``None`` when the file is absent, and when ``expect`` (the settings the caller would train
+    with) differs from what the shipped model was trained with; a ``UserWarning`` then names
+    the differences. Keys: ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``seed``,
+    ``dataset``, ``kind``, ``reconstruction_weight``, ``beta``, ``train_subset``.
+
     Raises:
+        ValueError: ``name`` is not one of :data:`PRETRAINED_NAMES`, or ``expect`` has a key
+            the checkpoint does not record.
         CheckpointError: the file exists but is corrupted, truncated or does not fit.
     """
     path = pretrained_path(name)
     if not path.is_file():
         return None
+    if expect:
+        trained = _trained_with(load_checkpoint(path))
+        unknown = sorted(set(expect) - set(trained))
+        if unknown:
+            raise ValueError(f"{path.name} does not record {unknown}; it records "
+                             f"{sorted(trained)}")
+        differ = {k: (trained[k], v) for k, v in expect.items() if not _same(trained[k], v)}
+        if differ:
+            warnings.warn(
+                f"{path.name} was trained with "
+                + ", ".join(f"{k}={t!r}" for k, (t, _) in differ.items())
+                + "; these settings ask for "
+                + ", ".join(f"{k}={v!r}" for k, (_, v) in differ.items())
+                + ". Not loading it: train with these settings instead.",
+                UserWarning, stacklevel=2)
+            return None
     return load_model(path, device=device)
+
+
+def _same(a: Any, b: Any) -> bool:
+    if isinstance(a, float | int) and isinstance(b, float | int) and not isinstance(a, bool):
+        return math.isclose(a, b, rel_tol=1e-9)
+    return a == b
 
 
 def load_pretrained_history(name: str) -> Any:
@@ -232,5 +291,6 @@ def load_pretrained_history(name: str) -> Any:
     """
     from .train import History  # train imports this module
 
+    _check_name(name)
     path = PRETRAINED_DIR / f"{name}.history.json"
     return History.from_json(path) if path.is_file() else None

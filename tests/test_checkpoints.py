@@ -73,3 +73,15 @@ def test_sha256_sidecar_is_verified(tmp_path):
     with pytest.raises(CheckpointError, match="sha256"):
         load_model(path)
     assert load_checkpoint(path, expected_sha256=digest)  # an explicit hash takes precedence
+
+
+def test_corrupted_run_checkpoint_is_not_sent_to_git(tmp_path):
+    from helper_lib.checkpoints import pretrained_path
+
+    path = save_checkpoint(tmp_path / "m.pt", ConvVAE())
+    (tmp_path / "m.pt.sha256").write_text("0" * 64 + "  m.pt\n")
+    with pytest.raises(CheckpointError) as err:
+        load_model(path)
+    assert "git checkout" not in str(err.value) and "m.pt.sha256" in str(err.value)
+    with pytest.raises(CheckpointError, match="git checkout"):
+        load_checkpoint(pretrained_path("conv_vae_mnist"), expected_sha256="0" * 64)

@@ -33,3 +33,25 @@ def test_pretrained_checkpoint_matches_its_metadata(name, test_loader):
         assert value == pytest.approx(reference[key], rel=0.02), key
     assert meta["command"].startswith("python -m helper_lib train")
     assert path.with_name(f"{name}.history.csv").is_file()
+
+
+def test_load_pretrained_checks_the_name_and_the_callers_settings():
+    import warnings
+
+    from helper_lib.checkpoints import load_pretrained, load_pretrained_history
+
+    lecture = {"epochs": 50, "batch_size": 256, "lr": 5e-4, "latent_dim": 2, "seed": 123,
+               "reconstruction_weight": 1.0, "train_subset": None}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert load_pretrained("conv_vae_mnist", expect=lecture) is not None
+    with pytest.warns(UserWarning, match=r"trained with epochs=50.*ask for epochs=10"):
+        assert load_pretrained("conv_vae_mnist", expect={**lecture, "epochs": 10}) is None
+    with pytest.warns(UserWarning, match="latent_dim=8"):
+        assert load_pretrained("conv_vae_mnist", expect={"latent_dim": 8}) is None
+    with pytest.raises(ValueError, match="does not record"):
+        load_pretrained("conv_vae_mnist", expect={"dropout": 0.1})
+    with pytest.raises(ValueError, match="conv_vae_mnist, conv_ae_mnist"):  # a typo
+        load_pretrained("conv_vae")
+    with pytest.raises(ValueError, match="unknown pretrained model"):
+        load_pretrained_history("conv_ae")
