@@ -4,7 +4,7 @@ Examples::
 
     python -m helper_lib train --model conv-vae --epochs 50 --out runs/vae
     python -m helper_lib evaluate runs/vae/model.pt --k 100
-    python -m helper_lib sample runs/vae/model.pt --n 100 --out samples.png
+    python -m helper_lib sample runs/vae/model.pt --n 100 --out runs/vae/samples.png
 """
 
 from __future__ import annotations
@@ -37,6 +37,10 @@ from .train import History, train_autoencoder, train_vae
 from .utils import get_device, resolve_precision, set_seed
 
 MODEL_CHOICES = {"conv-vae": ConvVAE, "conv-ae": ConvAutoencoder}
+#: ``train`` options that a resumed run must share with the run it continues (--epochs and --lr
+#: may change; the rest would silently mix two different experiments).
+RUN_SETTINGS = ("model", "dataset", "batch_size", "latent_dim", "seed", "kind",
+                "reconstruction_weight", "beta", "validation_fraction", "train_subset")
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -72,10 +76,35 @@ def _write_figures(model: nn.Module, history: History | None, test_loader: Any,
     return written
 
 
+def _prepare_resume(state_path: Path, args: argparse.Namespace,
+                    settings: dict[str, Any]) -> None:
+    """Say whether ``train`` resumes from ``state_path``; refuse a run with other settings."""
+    if not state_path.is_file():
+        return
+    if args.fresh:
+        state_path.unlink()
+        print(f"--fresh: removed {state_path}; training from scratch")
+        return
+    meta = load_checkpoint(state_path).get("metadata", {})
+    saved = meta.get("settings", {})
+    differ = [f"--{k.replace('_', '-')} {saved[k]} (now {settings[k]})"
+              for k in settings if k in saved and saved[k] != settings[k]]
+    if differ:
+        raise CheckpointError(
+            f"{state_path} holds an unfinished run with other settings: {', '.join(differ)}. "
+            f"Use another --out folder, or --fresh to start over in this one.")
+    done = meta.get("epoch", 0)
+    left = (f"{args.epochs - done} more to go" if done < args.epochs
+            else "nothing left to train; pass a larger --epochs, or --fresh to start over")
+    print(f"resuming from {state_path}: {done} of {args.epochs} epochs done, {left}")
+
+
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     command = _command_line(argv)
+    settings = {k: getattr(args, k) for k in RUN_SETTINGS}
+    _prepare_resume(out / "train_state.pt", args, settings)
     if args.threads:
         torch.set_num_threads(args.threads)
     set_seed(args.seed)  # before building the model: the initial weights depend on it
@@ -91,7 +120,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     common = dict(
         valid_loader=valid_loader, device=device, precision=precision,
         checkpoint_path=out / "train_state.pt", seed=args.seed, progress=not args.no_progress,
-        checkpoint_metadata={"command": command},
+        checkpoint_metadata={"command": command, "settings": settings},
     )
     t0 = time.perf_counter()
     if isinstance(model, ConvVAE):
@@ -235,23 +264,31 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Train a model. Writes OUT/model.pt (+ .sha256), "
                        "OUT/train_state.pt (resumes from it if present), OUT/history.csv, "
                        "OUT/history.json and PNG figures.")
-    p.add_argument("--model", choices=sorted(MODEL_CHOICES), default="conv-vae")
-    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist")
-    p.add_argument("--epochs", type=int, default=50)
-    p.add_argument("--batch-size", type=int, default=256)
+    p.add_argument("--model", choices=sorted(MODEL_CHOICES), default="conv-vae",
+                   help="the L17.5 VAE or the L16 autoencoder")
+    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist",
+                   help="training data")
+    p.add_argument("--epochs", type=int, default=50,
+                   help="train until this many epochs are done (a resumed run counts its own)")
+    p.add_argument("--batch-size", type=int, default=256, help="images per step")
     p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
-    p.add_argument("--latent-dim", type=int, default=2)
-    p.add_argument("--seed", type=int, default=123)
-    p.add_argument("--out", required=True, help="run folder")
+    p.add_argument("--latent-dim", type=int, default=2, help="size of the code z")
+    p.add_argument("--seed", type=int, default=123, help="for weights, shuffling and z")
+    p.add_argument("--out", required=True,
+                   help="run folder; if it holds a train_state.pt, training resumes from it")
+    p.add_argument("--fresh", action="store_true",
+                   help="delete OUT/train_state.pt first, so training starts over")
     p.add_argument("--kind", choices=["mse", "bce"], default="mse",
                    help="VAE reconstruction loss (summed over pixels)")
     p.add_argument("--reconstruction-weight", type=float, default=1.0,
                    help="the lecture's alpha (VAE only)")
     p.add_argument("--beta", type=float, default=1.0, help="weight of the KL term (VAE only)")
-    p.add_argument("--validation-fraction", type=float, default=0.0)
+    p.add_argument("--validation-fraction", type=float, default=0.0,
+                   help="hold out this share of the training images for a validation loss")
     p.add_argument("--train-subset", type=int, default=None,
                    help="train on this many random images only (quick runs)")
-    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto")
+    p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
+                   help="auto: bf16 where it is native (AMX CPUs, Ampere+ GPUs), else fp32")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps, ...")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: one per core). Use 1 to run two "

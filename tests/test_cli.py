@@ -85,3 +85,38 @@ def test_cpu_device_name_comes_from_cpuinfo(tmp_path):
     assert name.startswith("Intel(R) Xeon(R) Processor (") and name.endswith(" CPUs)")
     fallback = _device_name(torch.device("cpu"), cpuinfo=str(tmp_path / "missing"))
     assert fallback and "model name" not in fallback
+
+
+def test_a_second_train_in_the_same_folder_resumes_checks_settings_or_starts_fresh(tmp_path,
+                                                                                    capsys):
+    out = str(tmp_path / "run")
+    base = ["train", "--batch-size", "64", "--train-subset", "128", "--out", out,
+            "--no-progress", "--no-figures", "--device", "cpu"]
+    assert main([*base, "--epochs", "1"]) == 0
+    capsys.readouterr()
+    assert main([*base, "--epochs", "2"]) == 0
+    assert "resuming from" in capsys.readouterr().out
+    assert load_model(tmp_path / "run" / "model.pt").checkpoint_metadata["epochs"] == 2
+    assert main([*base, "--epochs", "2"]) == 0
+    assert "nothing left to train" in capsys.readouterr().out
+    # another model in the same folder: a clear error, not a state_dict traceback
+    assert main([*base, "--epochs", "2", "--model", "conv-ae"]) == 2
+    err = capsys.readouterr().err
+    assert "--model conv-vae (now conv-ae)" in err and "--fresh" in err
+    assert main([*base, "--epochs", "1", "--model", "conv-ae", "--fresh"]) == 0
+    assert "training from scratch" in capsys.readouterr().out
+    assert load_model(tmp_path / "run" / "model.pt").checkpoint_metadata["epochs"] == 1
+
+
+def test_train_help_shows_every_default(monkeypatch):
+    from helper_lib.cli import build_parser
+
+    monkeypatch.setenv("COLUMNS", "300")  # no line wrapping inside "(default: conv-vae)"
+
+    train = build_parser()._subparsers._group_actions[0].choices["train"]
+    for action in train._actions:
+        if action.default not in (None, False) and action.dest != "help":
+            assert action.help, f"--{action.dest} has a default but no help, so no default shown"
+    text = train.format_help()
+    for shown in ("(default: 50)", "(default: conv-vae)", "(default: mnist)", "(default: 256)"):
+        assert shown in text
