@@ -46,7 +46,8 @@ def course_model(model, keep: frozenset[str] = frozenset()):
     lever ``"deconv_bias"``) and ``ConvStack`` (an ``nn.Sequential`` that fuses each
     convolution with its LeakyReLU on CPU, lever ``"fused_conv_act"``). The course used the
     stock layers, so the reference does too, with the very same weights. ``keep`` names levers
-    to leave in place (for the lever table).
+    to leave in place (for the lever table). The decoder's ``Sigmoid`` (fp32 under autocast) is
+    swapped for ``nn.Sigmoid`` too; in fp32, as the course trains, the two are identical.
     """
     from torch import nn
 
@@ -58,6 +59,8 @@ def course_model(model, keep: frozenset[str] = frozenset()):
                                            child.kernel_size, child.stride, child.padding)
                 stock.load_state_dict(child.state_dict())
                 setattr(parent, name, stock)
+            elif isinstance(child, nn.Sigmoid) and type(child) is not nn.Sigmoid:
+                setattr(parent, name, nn.Sigmoid())
     for parent in list(model.modules()):
         for name, child in list(parent.named_children()):
             if ("fused_conv_act" not in keep and isinstance(child, nn.Sequential)

@@ -29,6 +29,8 @@ def test_reference_model_uses_stock_layers_with_the_same_weights(mnist_batch):
     kinds = [type(m) for m in course.modules() if isinstance(m, nn.ConvTranspose2d)]
     assert kinds == [nn.ConvTranspose2d] * 4
     assert not any(isinstance(m, (ConvTranspose2d, ConvStack)) for m in course.modules())
+    assert all(type(m).__module__.startswith("torch.") for m in course.modules()
+               if m is not course), "only torch's own layers"
     assert type(course.encoder) is nn.Sequential and type(course.decoder) is nn.Sequential
     assert count_parameters(course) == 207_237
     for key, value in course.state_dict().items():
