@@ -47,6 +47,8 @@ __all__ = [
 PathLike = str | os.PathLike | None
 _TITLES = {"total": "combined loss", "reconstruction": "reconstruction loss",
            "kl": "KL divergence", "mse": "MSE per pixel"}
+_YLABELS = {"total": "per image", "reconstruction": "per image (sum over pixels)",
+            "kl": "nats per image", "mse": "mean over pixels"}
 
 
 def _finish(fig: Figure, path: PathLike) -> Figure:
@@ -87,7 +89,7 @@ def plot_training_loss(
     for ax, key in zip(axes[0], keys, strict=True):
         values = np.asarray(history.batch[key], dtype=float)
         steps = np.arange(1, len(values) + 1)
-        ax.plot(steps, values, lw=0.4, alpha=0.25, color="tab:blue", label="per batch")
+        ax.plot(steps, values, lw=0.5, alpha=0.35, color="tab:blue", label="per batch")
         window = min(averaging_iterations, max(1, len(values) // 5))
         avg = _running_average(values, window)
         ax.plot(steps[window - 1:], avg, lw=1.6, color="tab:orange",
@@ -108,8 +110,8 @@ def plot_training_loss(
         ax.set_xlabel("iteration")
         ax.xaxis.set_major_locator(MaxNLocator(5))
         ax.xaxis.set_major_formatter(EngFormatter(sep=""))  # 10000 -> 10k
-        ax.set_ylabel(key)
-        ax.set_title(_TITLES.get(key, key))
+        ax.set_ylabel(_YLABELS.get(key, key))
+        ax.set_title(_TITLES.get(key, key), pad=8)
         top = ax.secondary_xaxis("top", functions=(lambda s: s / per_epoch,
                                                    lambda e: e * per_epoch))
         top.xaxis.set_major_locator(MaxNLocator(6, integer=True))
@@ -131,7 +133,9 @@ def plot_images(
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2,
                      pad_value=0.0)
     rows = (len(images) + nrow - 1) // nrow
-    fig, ax = _new_axes(ax, (max(2.0, 0.6 * min(nrow, len(images))), max(1.0, 0.6 * rows) + 0.4))
+    cell = 2.4 if len(images) == 1 else 0.6  # inches per image; a lone digit is drawn larger
+    fig, ax = _new_axes(ax, (max(2.0, cell * min(nrow, len(images))),
+                             max(1.0, cell * rows) + 0.4))
     ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
     ax.set_axis_off()
     if title:
@@ -163,8 +167,12 @@ def plot_latent_space(
     title: str | None = None,
     path: PathLike = None,
     latents: tuple[Tensor, Tensor] | None = None,
+    legend: bool = True,
 ) -> Figure:
     """Scatter of the 2-D codes (``mu`` for a VAE), coloured by label, with a legend.
+
+    Both axes have the same scale, so the prior's circles look round; the legend sits outside
+    the axes, where it hides no codes.
 
     Args:
         model, loader: the codes are ``collect_latents(model, loader, max_items)``.
@@ -173,6 +181,7 @@ def plot_latent_space(
             returned and, like every figure here, detached from pyplot: end the cell with it.
         latents: codes you already have, ``(codes [N, 2], labels [N])`` as returned by
             ``collect_latents``; then ``loader`` is not needed and nothing is encoded again.
+        legend: ``False`` leaves out the legend (e.g. on all but one of several panels).
     """
     if latents is not None:
         codes, labels = (torch.as_tensor(t).cpu() for t in latents)
@@ -190,12 +199,15 @@ def plot_latent_space(
         sel = labels == digit
         ax.scatter(codes[sel, 0], codes[sel, 1], s=2, alpha=0.5, color=cmap(digit % 10),
                    label=str(digit), rasterized=True)
-    ax.legend(title="label", markerscale=5, fontsize=8, loc="upper right", ncol=2)
+    if legend:
+        ax.legend(title="label", markerscale=5, fontsize=8, loc="upper left",
+                  bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.axhline(0, color="0.6", lw=0.5)
     ax.axvline(0, color="0.6", lw=0.5)
     if lims is not None:
         ax.set_xlim(lims[0], lims[1])
         ax.set_ylim(lims[2], lims[3])
+    ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or f"latent space ({type(model).__name__})")
@@ -278,7 +290,7 @@ def plot_bce_vs_mse(
         at = torch.nn.functional.binary_cross_entropy(torch.tensor(y), torch.tensor(y)).item()
         ax_b.plot([y], [at], "o", color=color)
         ax_b.annotate(f"{at:.3f}", (y, at), textcoords="offset points", xytext=(4, 6),
-                      color=color, fontsize=8)
+                      color=color, fontsize=8, bbox=dict(fc="white", ec="none", pad=1))
         ax_m.plot(p, (p - y) ** 2, color=color, label=f"target {y}")
         ax_m.plot([y], [0.0], "o", color=color)
     ax_b.set(title="binary cross-entropy", xlabel="prediction $\\hat{x}$", ylabel="loss",
@@ -300,10 +312,13 @@ def plot_kl_surface(
     m, v = torch.meshgrid(mu, lv, indexing="xy")
     kl = kl_divergence(m.reshape(-1, 1), v.reshape(-1, 1)).reshape(m.shape)
     fig, ax = plt.subplots(figsize=(5.6, 4.4), layout="constrained")
-    cs = ax.contourf(m, v, kl, levels=np.linspace(0, float(kl.max()), 30), cmap="viridis")
-    ax.contour(m, v, kl, levels=[0.1, 0.5, 1, 2, 4], colors="white", linewidths=0.6)
+    # colours up to 8 nats (the far corners, up to ~13, share the top colour), so the bowl
+    # around the minimum gets most of the colour range; labelled contour lines give values
+    cs = ax.contourf(m, v, kl, levels=np.linspace(0, 8, 33), cmap="viridis", extend="max")
+    lines = ax.contour(m, v, kl, levels=[0.1, 0.5, 1, 2, 4], colors="white", linewidths=0.6)
+    ax.clabel(lines, fmt="%g", fontsize=7)
     ax.plot([0], [0], "r*", ms=12, label="minimum: $\\mu=0$, $\\log\\sigma^2=0$")
-    fig.colorbar(cs, ax=ax, label="KL divergence (nats)")
+    fig.colorbar(cs, ax=ax, label="KL divergence (nats)", ticks=range(9))
     ax.set(xlabel="$\\mu$", ylabel="$\\log \\sigma^2$", title="KL to N(0, 1), one dimension")
     ax.legend(loc="lower right", fontsize=8)
     return _finish(fig, path)

@@ -131,3 +131,23 @@ def test_sample_histogram_is_a_density_against_the_target_pdf():
     assert sum(h * w for h, w in zip(heights, widths, strict=True)) == pytest.approx(1.0)
     pdf = ax.lines[0]
     assert max(pdf.get_ydata()) == pytest.approx(1 / (2.0 * (2 * torch.pi) ** 0.5), rel=1e-3)
+
+
+def test_latent_space_is_drawn_to_scale_with_the_legend_outside():
+    codes, labels = torch.randn(200, 2), torch.arange(200) % 10
+    fig = plotting.plot_latent_space(ConvVAE(), latents=(codes, labels), lims=(-4, 4, -2, 2))
+    ax = fig.axes[0]
+    assert ax.get_aspect() == 1.0  # circles look round
+    fig.canvas.draw()
+    legend = ax.get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == [str(d) for d in range(10)]
+    assert legend.get_window_extent().x0 >= ax.get_window_extent().x1  # hides no codes
+    bare = plotting.plot_latent_space(ConvVAE(), latents=(codes, labels), legend=False)
+    assert bare.axes[0].get_legend() is None
+
+
+def test_a_single_image_is_drawn_large_enough_to_see():
+    one = plotting.plot_images(torch.rand(1, 1, 28, 28))
+    many = plotting.plot_images(torch.rand(20, 1, 28, 28), nrow=10)
+    assert min(one.get_size_inches()) >= 2.4
+    assert many.get_size_inches()[0] == pytest.approx(6.0)  # 0.6 in per image
