@@ -131,6 +131,42 @@ def _library_worker(batches: int, seed: int, precision: str = "auto") -> dict:
             "precision": resolve_precision(precision, torch.device("cpu")).name}
 
 
+def _peak_worker() -> dict:
+    """This machine's matmul peak (GFLOP/s, best of several calls) in fp32 and bf16, and the
+    training FLOPs per image of the lecture's VAE (forward + backward, counted by torch)."""
+    import torch
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from helper_lib import ConvVAE
+    from helper_lib.utils import cpu_has_native_bf16
+
+    peaks = {}
+    n = 2048
+    kinds = [("fp32", torch.float32)]
+    if cpu_has_native_bf16():  # emulated bf16 (e.g. under an AVX2 cap) would take minutes
+        kinds.append(("bf16", torch.bfloat16))
+    for name, dtype in kinds:
+        a, b = torch.randn(n, n, dtype=dtype), torch.randn(n, n, dtype=dtype)
+        best = float("inf")
+        for _ in range(12):
+            t0 = time.perf_counter()
+            a @ b
+            best = min(best, time.perf_counter() - t0)
+        peaks[name] = 2 * n**3 / best / 1e9
+    # Count on the course's stock layers: the same arithmetic, and ops torch's counter knows.
+    model = course_model(ConvVAE(latent_dim=2))
+    x = torch.rand(BATCH, 1, 28, 28)
+    with FlopCounterMode(display=False) as counter:
+        _, mu, logvar, x_hat = model(x)
+        loss = (x_hat - x).square().sum() + (mu.square() + logvar.exp() - logvar).sum()
+        loss.backward()
+    return {"peak_gflops": peaks, "train_flops_per_image": counter.get_total_flops() / BATCH}
+
+
+#: What the issue asks of the library against the course loop, by CPU kind (utils.cpu_kind).
+TARGETS = {"amx": 3.5, "avx512-bf16": 2.0, "avx2": 1.3}
+
+
 def _full_epoch_worker(seed: int) -> dict:
     """One full 60k epoch through the library's defaults; reports time and peak memory."""
     import torch
@@ -279,7 +315,7 @@ def main() -> None:
     parser.add_argument("--by-isa", action="store_true",
                         help="library in fp32 vs. bf16 with oneDNN capped at lower instruction "
                              "sets (ONEDNN_MAX_CPU_ISA): where does bf16 pay off?")
-    parser.add_argument("--worker", choices=["reference", "library", "full", "lever"],
+    parser.add_argument("--worker", choices=["reference", "library", "full", "lever", "peak"],
                         help=argparse.SUPPRESS)
     parser.add_argument("--lever", help=argparse.SUPPRESS)
     parser.add_argument("--precision", default="auto", help=argparse.SUPPRESS)
@@ -292,6 +328,8 @@ def main() -> None:
             out = _library_worker(args.batches, args.seed, args.precision)
         elif args.worker == "lever":
             out = _lever_worker(args.batches, args.seed, args.lever)
+        elif args.worker == "peak":
+            out = _peak_worker()
         else:
             out = _full_epoch_worker(args.seed)
         out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
@@ -300,10 +338,14 @@ def main() -> None:
 
     import torch
 
-    from helper_lib.utils import cpu_has_amx_bf16
+    from helper_lib.cli import _device_name
+    from helper_lib.utils import cpu_kind, resolve_precision
 
-    print(f"torch {torch.__version__}, {torch.get_num_threads()} threads, "
-          f"AMX-bf16 (so precision='auto' picks bf16): {cpu_has_amx_bf16()}")
+    kind = cpu_kind()
+    print(f"{_device_name(torch.device('cpu'))}; torch {torch.__version__}, "
+          f"{torch.get_num_threads()} threads; CPU kind {kind!r}, so precision='auto' is "
+          f"{resolve_precision('auto', torch.device('cpu')).name}"
+          + (" (without a cap; each worker reports its own)" if args.max_isa else ""))
     if args.numerics:
         result = _numerics(args.epochs, args.seed)
         for precision in ("fp32", "bf16"):
@@ -360,6 +402,19 @@ def main() -> None:
           f"{args.batches} timed batches of {BATCH} each")
     print(f"per 60k epoch at the median: reference {60000 / statistics.median(ref):.1f} s, "
           f"library {60000 / statistics.median(lib):.1f} s")
+    kind = cpu_kind() if env is None else {"AVX2": "avx2", "AVX512_CORE": "avx512"}[args.max_isa]
+    target = TARGETS.get(kind)
+    met = target is not None and statistics.median(ratios) >= target
+    verdict = ("no target for this kind" if target is None else
+               f"target >= {target}x: {'met' if met else 'NOT met'}")
+    print(f"case: CPU kind {kind!r} -> {verdict}")
+    peak = _spawn(["--worker", "peak"], env=env)
+    precision = b["precision"]
+    rate = peak["train_flops_per_image"] * statistics.median(lib) / 1e9
+    print(f"training work {peak['train_flops_per_image'] / 1e6:.1f} MFLOP per image; library "
+          f"{rate:.0f} GFLOP/s = {100 * rate / peak['peak_gflops'][precision]:.0f} % of this "
+          f"machine's {precision} matmul peak ({peak['peak_gflops'][precision]:.0f} GFLOP/s; "
+          + ", ".join(f"{k} {v:.0f}" for k, v in peak["peak_gflops"].items()) + ")")
 
 
 if __name__ == "__main__":

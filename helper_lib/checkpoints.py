@@ -17,7 +17,9 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import pickle
 import platform
+import re
 import tempfile
 import warnings
 from pathlib import Path
@@ -26,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .history import History
 from .models import MODELS
 
 __all__ = [
@@ -35,6 +38,7 @@ __all__ = [
     "load_checkpoint",
     "load_model",
     "sha256_file",
+    "remove_partial_writes",
     "write_sha256",
     "library_versions",
     "PRETRAINED_DIR",
@@ -48,7 +52,7 @@ FORMAT = "helper_lib-checkpoint/1"
 #: Where the shipped checkpoints live (committed to git; see data/pretrained/README.md).
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
 #: The checkpoints shipped in PRETRAINED_DIR.
-PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist")
+PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist", "conv_vae_mnist_fast")
 
 
 class CheckpointError(RuntimeError):
@@ -69,7 +73,9 @@ def library_versions() -> dict[str, str]:
 
 
 def _model_kwargs(model: nn.Module) -> dict[str, Any]:
-    return {"latent_dim": int(model.latent_dim)}
+    if hasattr(model, "latent_dim"):
+        return {"latent_dim": int(model.latent_dim)}
+    return {"feature_dim": int(model.feature_dim)}  # MnistClassifier
 
 
 def save_checkpoint(
@@ -125,6 +131,20 @@ def save_checkpoint(
     return path
 
 
+def remove_partial_writes(path: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files that an interrupted :func:`save_checkpoint` of ``path`` left.
+
+    ``save_checkpoint`` writes to ``.<name>.<random>.tmp`` and renames it over ``path`` in one
+    step, so ``path`` itself is never half-written; a process killed mid-write (SIGKILL, power
+    loss) leaves only such a temporary file. Returns the files removed.
+    """
+    path = Path(path)
+    stale = sorted(path.parent.glob(f".{path.name}.*.tmp")) if path.parent.is_dir() else []
+    for tmp in stale:
+        tmp.unlink(missing_ok=True)
+    return stale
+
+
 def sha256_file(path: str | os.PathLike) -> str:
     """Hex SHA-256 of a file."""
     digest = hashlib.sha256()
@@ -168,9 +188,22 @@ def load_checkpoint(
             )
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as err:
+        if "weights only load failed" not in str(err).lower():
+            raise CheckpointError(f"cannot read {path}: it is corrupted ({_first_line(err)})"
+                                  ) from None
+        # torch's own message advises weights_only=False, i.e. running the file's code. No.
+        found = re.search(r"GLOBAL (\S+)", str(err))
+        raise CheckpointError(
+            f"refusing to load {path}: it contains Python objects other than tensors and plain "
+            f"values{f' ({found.group(1)})' if found else ''}, which could run code when "
+            "unpickled. It will not be loaded. helper_lib checkpoints hold only tensors; "
+            "re-create the file with helper_lib.checkpoints.save_checkpoint."
+        ) from None
     except Exception as err:  # zip/unpickling errors come in many types
         raise CheckpointError(
-            f"cannot read {path}: it is truncated, corrupted or not a PyTorch file ({err})"
+            f"cannot read {path}: it is truncated, corrupted or not a PyTorch file "
+            f"({_first_line(err)})"
         ) from None
     if not isinstance(payload, dict) or payload.get("format") != FORMAT:
         raise CheckpointError(
@@ -180,6 +213,11 @@ def load_checkpoint(
     if payload.get("model_class") not in MODELS:
         raise CheckpointError(f"{path}: unknown model class {payload.get('model_class')!r}")
     return payload
+
+
+def _first_line(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return lines[0] if lines else type(err).__name__
 
 
 def load_model(
@@ -233,6 +271,7 @@ def _trained_with(payload: dict[str, Any]) -> dict[str, Any]:
     settings.update(payload.get("model_kwargs", {}))
     settings.update(meta.get("loss", {}))
     settings.setdefault("train_subset", None)  # the shipped runs used every training image
+    settings.setdefault("schedule", "constant")  # recorded since the schedules came in
     return settings
 
 
@@ -247,8 +286,8 @@ def load_pretrained(
 
     ``None`` when the file is absent, and when ``expect`` (the settings the caller would train
     with) differs from what the shipped model was trained with; a ``UserWarning`` then names
-    the differences. Keys: ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``seed``,
-    ``dataset``, ``kind``, ``reconstruction_weight``, ``beta``, ``train_subset``.
+    the differences. Keys: ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``schedule``,
+    ``seed``, ``dataset``, ``kind``, ``reconstruction_weight``, ``beta``, ``train_subset``.
 
     Raises:
         ValueError: ``name`` is not one of :data:`PRETRAINED_NAMES`, or ``expect`` has a key
@@ -283,14 +322,12 @@ def _same(a: Any, b: Any) -> bool:
     return a == b
 
 
-def load_pretrained_history(name: str) -> Any:
+def load_pretrained_history(name: str) -> History | None:
     """The full training history (per batch and per epoch) of a shipped checkpoint, or ``None``.
 
     Read from ``data/pretrained/<name>.history.json``; returns a
     :class:`helper_lib.train.History`.
     """
-    from .train import History  # train imports this module
-
     _check_name(name)
     path = PRETRAINED_DIR / f"{name}.history.json"
     return History.from_json(path) if path.is_file() else None

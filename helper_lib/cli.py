@@ -22,25 +22,53 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import CheckpointError, load_checkpoint, load_model, save_checkpoint, write_sha256
-from .data import DatasetNotFoundError, get_dataloaders
+from .checkpoints import (
+    CheckpointError,
+    load_checkpoint,
+    load_model,
+    remove_partial_writes,
+    save_checkpoint,
+    write_sha256,
+)
+from .data import DatasetCorruptError, DatasetNotFoundError, get_dataloaders
 from .evaluate import (
     REFERENCE_EVAL,
     active_units,
     evaluate_autoencoder,
+    evaluate_classifier,
     evaluate_vae,
     importance_weighted_log_likelihood,
+    model_device,
     reference_eval,
+    standard_error,
+    vae_losses_per_image,
 )
-from .models import ConvAutoencoder, ConvVAE, count_parameters
-from .train import History, train_autoencoder, train_vae
-from .utils import get_device, resolve_precision, set_seed
+from .history import History
+from .models import ConvAutoencoder, ConvVAE, MnistClassifier, count_parameters
+from .train import (
+    RECIPES,
+    SCHEDULES,
+    check_training_args,
+    train_autoencoder,
+    train_classifier,
+    train_vae,
+)
+from .utils import SettingsError, check_whole_number, get_device, resolve_precision, set_seed
 
-MODEL_CHOICES = {"conv-vae": ConvVAE, "conv-ae": ConvAutoencoder}
+MODEL_CHOICES = {"conv-vae": ConvVAE, "conv-ae": ConvAutoencoder,
+                 "classifier": MnistClassifier}
 #: ``train`` options that a resumed run must share with the run it continues (--epochs and --lr
 #: may change; the rest would silently mix two different experiments).
 RUN_SETTINGS = ("model", "dataset", "batch_size", "latent_dim", "seed", "kind",
-                "reconstruction_weight", "beta", "validation_fraction", "train_subset")
+                "reconstruction_weight", "beta", "validation_fraction", "train_subset",
+                "schedule")
+
+
+def _apply_recipe(args: argparse.Namespace) -> None:
+    """Fill --schedule, --lr and --epochs from --recipe where they were not given."""
+    for key, value in RECIPES[args.recipe].items():
+        if getattr(args, key) is None:
+            setattr(args, key, value)
 
 
 def _command_line(argv: Sequence[str]) -> str:
@@ -100,15 +128,27 @@ def _prepare_resume(state_path: Path, args: argparse.Namespace,
 
 
 def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    _apply_recipe(args)
+    # Every setting is checked before any work starts, with the Python API's own messages.
+    check_training_args(args.epochs, args.lr, args.schedule)
+    check_whole_number("batch_size", args.batch_size, 1, "the lecture uses 256")
+    check_whole_number("latent_dim", args.latent_dim, 1, "the lecture uses 2")
+    if args.train_subset is not None:
+        check_whole_number("train_subset", args.train_subset, 1)
+    if args.threads is not None:
+        check_whole_number("threads", args.threads, 1)
+    resolve_precision(args.precision, get_device(args.device))  # also checks $VAE_PRECISION
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
+    remove_partial_writes(out / "model.pt")
     command = _command_line(argv)
     settings = {k: getattr(args, k) for k in RUN_SETTINGS}
     _prepare_resume(out / "train_state.pt", args, settings)
     if args.threads:
         torch.set_num_threads(args.threads)
     set_seed(args.seed)  # before building the model: the initial weights depend on it
-    model = MODEL_CHOICES[args.model](latent_dim=args.latent_dim)
+    cls = MODEL_CHOICES[args.model]
+    model = cls() if cls is MnistClassifier else cls(latent_dim=args.latent_dim)
     train_loader, valid_loader, test_loader = get_dataloaders(
         args.dataset, batch_size=args.batch_size, validation_fraction=args.validation_fraction,
         root=args.data_root, seed=args.seed, train_subset=args.train_subset,
@@ -124,11 +164,16 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     t0 = time.perf_counter()
     if isinstance(model, ConvVAE):
-        history = train_vae(model, train_loader, args.epochs, lr=args.lr, kind=args.kind,
+        history = train_vae(model, train_loader, args.epochs, lr=args.lr,
+                            schedule=args.schedule, kind=args.kind,
                             reconstruction_weight=args.reconstruction_weight, beta=args.beta,
                             **common)
+    elif isinstance(model, MnistClassifier):
+        history = train_classifier(model, train_loader, args.epochs, lr=args.lr,
+                                   schedule=args.schedule, **common)
     else:
-        history = train_autoencoder(model, train_loader, args.epochs, lr=args.lr, **common)
+        history = train_autoencoder(model, train_loader, args.epochs, lr=args.lr,
+                                    schedule=args.schedule, **common)
     seconds = time.perf_counter() - t0
 
     history.to_csv(out / "history.csv")
@@ -138,6 +183,9 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         test = evaluate_vae(model, test_loader, kind=args.kind)
         loss = {"kind": args.kind, "reconstruction_weight": args.reconstruction_weight,
                 "beta": args.beta}
+    elif isinstance(model, MnistClassifier):
+        test = evaluate_classifier(model, test_loader)
+        loss = {"kind": "cross-entropy"}
     else:
         test = evaluate_autoencoder(model, test_loader)
         loss = {"kind": "mse-per-pixel"}
@@ -147,6 +195,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         "epochs": history.epochs,
         "batch_size": args.batch_size,
         "lr": args.lr,
+        "schedule": args.schedule,
+        "recipe": args.recipe,
         "seed": args.seed,
         "loss": loss,
         "parameters": count_parameters(model),
@@ -161,7 +211,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     write_sha256(ckpt)
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB); test: "
           + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
-    if not args.no_figures:
+    if not args.no_figures and not isinstance(model, MnistClassifier):
         for path in _write_figures(model, history, test_loader, out, args.seed):
             print(f"wrote {path}")
     return 0
@@ -185,35 +235,63 @@ def _device_name(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> str:
     return device.type
 
 
+def _reconstruction_at_mean(model: nn.Module, loader: Any) -> dict[str, float]:
+    """Summed squared error per image of decode(embed(x)), mean and standard error."""
+    from .evaluate import reconstruct
+
+    per = torch.cat([(reconstruct(model, x) - x).square().flatten(1).sum(1).double()
+                     for x, *_ in loader])
+    return {"mean": per.mean().item(), "se": standard_error(per), "images": len(per)}
+
+
 def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     payload = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint, device=args.device if args.device != "auto"
                        else get_device("auto"))
     meta = payload.get("metadata", {})
-    _, _, test_loader = get_dataloaders(meta.get("dataset", "mnist"), batch_size=256,
-                                        root=args.data_root)
+    train_loader, _, test_loader = get_dataloaders(meta.get("dataset", "mnist"), batch_size=256,
+                                                   root=args.data_root)
     report: dict[str, Any] = {"checkpoint": str(args.checkpoint),
                               "parameters": count_parameters(model)}
     if isinstance(model, ConvVAE):
         kind = meta.get("loss", {}).get("kind", "mse")
+        per = vae_losses_per_image(model, test_loader, kind=kind, max_items=args.max_images)
         report["test"] = evaluate_vae(model, test_loader, kind=kind, max_items=args.max_images)
+        report["test_se"] = {"reconstruction": standard_error(per["reconstruction"]),
+                             "kl": standard_error(per["kl"]),
+                             "total": standard_error(per["reconstruction"] + per["kl"]),
+                             "images": len(per["kl"])}
         if args.k > 0:
             t0 = time.perf_counter()
+            iw_items = args.iw_images or args.max_images
+            values = importance_weighted_log_likelihood(
+                model, test_loader, k=args.k, kind=kind, max_items=iw_items, progress=True,
+                per_image=True)
             report["iw_log_likelihood"] = {
-                "nats_per_image": importance_weighted_log_likelihood(
-                    model, test_loader, k=args.k, kind=kind, max_items=args.max_images,
-                    progress=True),
+                "nats_per_image": values.mean().item(),
+                "se": standard_error(values),
                 "k": args.k,
                 "likelihood": ("Gaussian N(x_hat, 0.5 I), a density" if kind == "mse"
                                else "Bernoulli per pixel"),
-                "images": args.max_images or len(test_loader.dataset),
+                "images": len(values),
                 "seconds": round(time.perf_counter() - t0, 1),
             }
         au = active_units(model, test_loader, max_items=args.max_images)
         report["active_units"] = {"count": au.count, "of": model.latent_dim,
                                   "variances": [round(v, 4) for v in au.variances.tolist()]}
+    elif isinstance(model, MnistClassifier):
+        report["test"] = evaluate_classifier(model, test_loader, max_items=args.max_images)
     else:
         report["test"] = evaluate_autoencoder(model, test_loader, max_items=args.max_images)
+    if not isinstance(model, MnistClassifier):
+        report["reconstruction_at_mean"] = _reconstruction_at_mean(model, test_loader)
+    if args.classifier and not isinstance(model, MnistClassifier):
+        from .sample_quality import prior_sample_report
+
+        judge = load_model(args.classifier, device=model_device(model))
+        report["samples"] = prior_sample_report(model, judge, test_loader, train_loader,
+                                                n=args.samples)
+        report["samples"]["classifier"] = str(args.classifier)
     print(json.dumps(report, indent=2))
     if args.save:
         model.cpu()
@@ -250,6 +328,41 @@ def cmd_figures(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def _history_beside(checkpoint: Path) -> History:
+    """``<name>.history.json`` beside a shipped checkpoint, or a run folder's history.json."""
+    for candidate in (checkpoint.with_name(f"{checkpoint.stem}.history.json"),
+                      checkpoint.with_name("history.json")):
+        if candidate.is_file():
+            return History.from_json(candidate)
+    raise CheckpointError(f"no {checkpoint.stem}.history.json or history.json beside {checkpoint}")
+
+
+def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from .plotting import plot_recipes
+
+    labels = args.labels or [Path(c).stem for c in args.checkpoints]
+    if len(labels) != len(args.checkpoints):
+        raise SettingsError(f"--labels gave {len(labels)} names for "
+                            f"{len(args.checkpoints)} checkpoints")
+    runs, test, constant = {}, {}, {}
+    for label, checkpoint in zip(labels, args.checkpoints, strict=True):
+        meta = load_checkpoint(checkpoint).get("metadata", {})
+        runs[label] = _history_beside(Path(checkpoint))
+        if "test" in meta:
+            test[label] = meta["test"].get("total", meta["test"].get("mse"))
+        if meta.get("schedule", "constant") == "constant" and "lr" in meta:
+            constant[label] = meta["lr"]
+    plot_recipes(runs, test_loss=test, constant_lr=constant, path=args.out)
+    for label, history in runs.items():
+        print(f"{label}: {history.epochs} epochs, {sum(history.epoch_seconds):.0f} s of training, "
+              f"last epoch {history.train[history.names[0]][-1]:.2f}, test {test.get(label)}")
+    print(f"wrote {args.out}")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The ``python -m helper_lib`` argument parser."""
     fmt = argparse.ArgumentDefaultsHelpFormatter
@@ -265,13 +378,24 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUT/train_state.pt (resumes from it if present), OUT/history.csv, "
                        "OUT/history.json and PNG figures.")
     p.add_argument("--model", choices=sorted(MODEL_CHOICES), default="conv-vae",
-                   help="the L17.5 VAE or the L16 autoencoder")
-    p.add_argument("--dataset", choices=["mnist", "fashion-mnist"], default="mnist",
-                   help="training data")
-    p.add_argument("--epochs", type=int, default=50,
-                   help="train until this many epochs are done (a resumed run counts its own)")
+                   help="the L17.5 VAE, the L16 autoencoder, or the digit classifier that "
+                   "judges samples (notebook 06)")
+    p.add_argument("--dataset", choices=["mnist", "binarized-mnist", "fashion-mnist"],
+                   default="mnist", help="training data (binarized-mnist: pixels drawn as "
+                   "Bernoulli(x) anew every epoch, the test set binarized once)")
+    recipes = "; ".join(f"{name}: " + ", ".join(f"{k} {v}" for k, v in r.items())
+                        for name, r in RECIPES.items())
+    p.add_argument("--recipe", choices=sorted(RECIPES), default="lecture",
+                   help=f"defaults for --schedule, --lr and --epochs ({recipes})")
+    p.add_argument("--epochs", type=int, default=None,
+                   help="train until this many epochs are done (a resumed run counts its own); "
+                   "default: the recipe's")
     p.add_argument("--batch-size", type=int, default=256, help="images per step")
-    p.add_argument("--lr", type=float, default=5e-4, help="Adam learning rate")
+    p.add_argument("--lr", type=float, default=None,
+                   help="Adam learning rate (the peak with --schedule onecycle); default: the "
+                   "recipe's")
+    p.add_argument("--schedule", choices=SCHEDULES, default=None,
+                   help="learning-rate schedule; default: the recipe's")
     p.add_argument("--latent-dim", type=int, default=2, help="size of the code z")
     p.add_argument("--seed", type=int, default=123, help="for weights, shuffling and z")
     p.add_argument("--out", required=True,
@@ -288,7 +412,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--train-subset", type=int, default=None,
                    help="train on this many random images only (quick runs)")
     p.add_argument("--precision", choices=["auto", "bf16", "fp32"], default="auto",
-                   help="auto: bf16 where it is native (AMX CPUs, Ampere+ GPUs), else fp32")
+                   help="auto: $VAE_PRECISION if set, else bf16 where it is native (CPUs with "
+                   "AMX or AVX512-BF16, Ampere+ GPUs), else fp32")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:0, mps, ...")
     p.add_argument("--threads", type=int, default=None,
                    help="CPU threads for torch (default: one per core). Use 1 to run two "
@@ -305,6 +430,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--k", type=int, default=100,
                    help="importance samples per image for the log-likelihood (0: skip it)")
     p.add_argument("--max-images", type=int, default=None, help="use the first N test images")
+    p.add_argument("--iw-images", type=int, default=None,
+                   help="the log-likelihood on the first N test images only (it costs k "
+                   "decoder passes per image); default: as --max-images")
+    p.add_argument("--classifier", default=None,
+                   help="a classifier checkpoint: also score decoded prior samples (confidence, "
+                   "class entropy, Fréchet distance of its features to the test images)")
+    p.add_argument("--samples", type=int, default=10_000, help="prior samples to score")
     p.add_argument("--save", action="store_true",
                    help="store the report in the checkpoint's metadata and rewrite its .sha256")
     p.add_argument("--device", default="auto")
@@ -326,6 +458,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=123)
     p.add_argument("--data-root", default=None)
     p.set_defaults(func=cmd_figures)
+
+    p = sub.add_parser("compare", formatter_class=fmt,
+                       help="training curves of several runs side by side, as a PNG",
+                       description="Loss per epoch and learning rate of several trained runs "
+                       "(each checkpoint's history is read from <name>.history.json or "
+                       "history.json beside it), with each run's test loss.")
+    p.add_argument("checkpoints", nargs="+")
+    p.add_argument("--labels", nargs="+", default=None, help="one name per checkpoint")
+    p.add_argument("--out", required=True, help="the PNG file to write")
+    p.set_defaults(func=cmd_compare)
     return parser
 
 
@@ -335,6 +477,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, argv)
-    except (DatasetNotFoundError, CheckpointError, FloatingPointError) as err:
+    except (DatasetNotFoundError, DatasetCorruptError, CheckpointError, FloatingPointError,
+            SettingsError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

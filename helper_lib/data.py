@@ -17,6 +17,7 @@ import os
 from pathlib import Path
 
 import torch
+from torch import Tensor
 from torch.utils.data import (
     BatchSampler,
     DataLoader,
@@ -27,10 +28,16 @@ from torch.utils.data import (
     TensorDataset,
 )
 from torchvision import datasets, transforms
+from torchvision.datasets.mnist import read_image_file, read_label_file
+
+from .utils import SettingsError, check_whole_number
 
 __all__ = [
     "DATA_ENV_VAR",
+    "BINARIZED_TEST_SEED",
+    "DynamicallyBinarized",
     "DatasetNotFoundError",
+    "DatasetCorruptError",
     "resolve_data_root",
     "load_split",
     "get_dataloaders",
@@ -41,6 +48,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 _DATASETS: dict[str, type[datasets.MNIST]] = {
     "mnist": datasets.MNIST,
+    "binarized-mnist": datasets.MNIST,  # MNIST's files, binarized in get_dataloaders
     "fashion-mnist": datasets.FashionMNIST,
 }
 RAW_FILES = (
@@ -53,6 +61,30 @@ RAW_FILES = (
 
 class DatasetNotFoundError(FileNotFoundError):
     """The dataset's raw files are missing and could not be downloaded."""
+
+
+class DatasetCorruptError(ValueError):
+    """A raw IDX file is there but truncated or corrupted; the message names the file."""
+
+
+def _corrupt_file(raw: Path, train: bool) -> tuple[Path, str] | None:
+    """The first of the split's two IDX files that torchvision cannot read, and why."""
+    prefix = "train" if train else "t10k"
+    images = raw / f"{prefix}-images-idx3-ubyte"
+    labels = raw / f"{prefix}-labels-idx1-ubyte"
+    counts = []
+    for path, reader, ndim in ((images, read_image_file, 3), (labels, read_label_file, 1)):
+        try:
+            tensor = reader(str(path))
+        except Exception as err:  # torchvision's parser raises assertion, value or shape errors
+            lines = str(err).strip().splitlines()
+            return path, lines[0] if lines else "its IDX header or its size is wrong"
+        if tensor.ndim != ndim:
+            return path, f"expected {ndim} dimensions, found shape {tuple(tensor.shape)}"
+        counts.append(len(tensor))
+    if counts[0] != counts[1]:
+        return images, f"{counts[0]} images but {counts[1]} labels in {labels.name}"
+    return None
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
@@ -72,7 +104,7 @@ def _dataset_class(dataset: str) -> type[datasets.MNIST]:
     try:
         return _DATASETS[dataset.lower()]
     except KeyError:
-        raise ValueError(
+        raise SettingsError(
             f"unknown dataset {dataset!r}; choose one of {sorted(_DATASETS)}"
         ) from None
 
@@ -99,13 +131,24 @@ def load_split(
 
     Raises:
         DatasetNotFoundError: the raw files are absent and downloading is off or failed.
+        DatasetCorruptError: a raw file is there but truncated or corrupted (named).
     """
     cls = _dataset_class(dataset)
     data_root = resolve_data_root(root)
     raw = data_root / cls.__name__ / "raw"
     try:
         return cls(str(data_root), train=train, download=download, transform=transforms.ToTensor())
-    except (RuntimeError, OSError) as err:  # torchvision's "Dataset not found" / network errors
+    except (RuntimeError, OSError, ValueError, AssertionError) as err:
+        # Files present but unreadable: name the bad file instead of a parser traceback.
+        bad = _corrupt_file(raw, train) if all((raw / f).is_file() for f in RAW_FILES) else None
+        if bad is not None:
+            path, why = bad
+            raise DatasetCorruptError(
+                f"{path} is truncated or corrupted ({why}). Replace it with an intact copy, "
+                f"or point the environment variable {DATA_ENV_VAR} (--data-root on the command "
+                "line) at a folder with intact files."
+            ) from None
+        # else torchvision's "Dataset not found", or a network error
         if download:
             cause = f"{cls.__name__} not found in {raw}, and downloading it failed ({err})."
         else:
@@ -117,6 +160,36 @@ def _as_tensor_dataset(ds: datasets.MNIST) -> TensorDataset:
     """The whole split in memory: images ``[N, 1, 28, 28]`` float32 in [0, 1], labels ``[N]``."""
     images = ds.data.unsqueeze(1).to(torch.float32).div_(255.0)  # identical to ToTensor
     return TensorDataset(images, ds.targets.clone())
+
+
+#: The seed of the one fixed binarization of binarized MNIST's test (and validation) images,
+#: the same whatever ``seed`` a run uses, so that every model is scored on the same bits.
+BINARIZED_TEST_SEED = 0
+
+
+class DynamicallyBinarized(TensorDataset):
+    """Images whose pixels are drawn anew as Bernoulli(x) every time a batch is read.
+
+    "Dynamic binarization" (e.g. Burda et al., 2016): each epoch sees a fresh binary version of
+    every training image, which acts as a regularizer and makes a Bernoulli decoder's
+    likelihood a proper probability. Indexed like a ``TensorDataset`` (the in-memory loader
+    passes a list of indices and gets the whole batch); the draws come from ``generator``, so
+    a run is reproducible from its seed (a resumed run continues with fresh draws).
+    """
+
+    def __init__(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> None:
+        super().__init__(images, labels)
+        self.generator = generator
+
+    def __getitem__(self, index):  # noqa: ANN001 - an int or a list of ints
+        images, labels = super().__getitem__(index)
+        return torch.bernoulli(images, generator=self.generator), labels
+
+
+def _binarize_once(ds: TensorDataset, seed: int) -> TensorDataset:
+    images, labels = ds.tensors
+    bits = torch.bernoulli(images, generator=torch.Generator().manual_seed(seed))
+    return TensorDataset(bits, labels)
 
 
 def _make_loader(
@@ -135,6 +208,8 @@ def _make_loader(
 
 
 def _subset(ds: Dataset, indices: torch.Tensor) -> Dataset:
+    if isinstance(ds, DynamicallyBinarized):
+        return DynamicallyBinarized(*(t[indices] for t in ds.tensors), ds.generator)
     if isinstance(ds, TensorDataset):  # keep the fast path: slice the tensors themselves
         return TensorDataset(*(t[indices] for t in ds.tensors))
     return Subset(ds, indices.tolist())
@@ -151,13 +226,19 @@ def get_dataloaders(
     train_subset: int | None = None,
     in_memory: bool = True,
 ) -> tuple[DataLoader, DataLoader | None, DataLoader]:
-    """Train, validation and test loaders for MNIST or Fashion-MNIST.
+    """Train, validation and test loaders for MNIST, binarized MNIST or Fashion-MNIST.
 
     Each batch is ``(images, labels)``: images ``[B, 1, 28, 28]`` float32 in ``[0, 1]``,
     labels ``[B]`` int64.
 
+    ``"binarized-mnist"`` is MNIST with pixels in {0, 1}, the standard setting for Bernoulli
+    log-likelihoods in papers: training images are binarized dynamically (every pixel drawn as
+    Bernoulli(x) anew each time a batch is read, :class:`DynamicallyBinarized`), validation and
+    test images once, with the fixed seed :data:`BINARIZED_TEST_SEED`. The expected value of a
+    binarized pixel is the grey value it came from.
+
     Args:
-        dataset: ``"mnist"`` or ``"fashion-mnist"``.
+        dataset: ``"mnist"``, ``"binarized-mnist"`` or ``"fashion-mnist"``.
         batch_size: images per batch (the last batch may be smaller).
         validation_fraction: share of the training split held out, drawn at random (seeded).
             ``0`` means no validation loader (``None`` is returned in its place).
@@ -175,22 +256,30 @@ def get_dataloaders(
         DatasetNotFoundError: the files are missing and could not be downloaded.
     """
     if not 0.0 <= validation_fraction < 1.0:
-        raise ValueError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
-    if batch_size < 1:
-        raise ValueError(f"batch_size must be positive, got {batch_size}")
+        raise SettingsError(f"validation_fraction must be in [0, 1), got {validation_fraction}")
+    check_whole_number("batch_size", batch_size, 1, "the lecture uses 256")
+    if train_subset is not None:
+        check_whole_number("train_subset", train_subset, 1)
 
+    binarized = dataset.lower() == "binarized-mnist"
+    if binarized and not in_memory:
+        raise SettingsError("binarized-mnist needs in_memory=True")
     train_raw = load_split(dataset, train=True, root=root, download=download)
     test_raw = load_split(dataset, train=False, root=root, download=download)
     train_ds: Dataset = _as_tensor_dataset(train_raw) if in_memory else train_raw
     test_ds: Dataset = _as_tensor_dataset(test_raw) if in_memory else test_raw
+    fixed_ds = train_ds  # where the validation images come from
+    if binarized:
+        test_ds = _binarize_once(test_ds, BINARIZED_TEST_SEED)
+        fixed_ds = _binarize_once(train_ds, BINARIZED_TEST_SEED + 1)
+        train_ds = DynamicallyBinarized(*train_ds.tensors,
+                                        generator=torch.Generator().manual_seed(seed + 1))
 
     generator = torch.Generator().manual_seed(seed)
     order = torch.randperm(len(train_raw), generator=generator)
     n_valid = int(round(validation_fraction * len(train_raw)))
     valid_idx, train_idx = order[:n_valid], order[n_valid:]
     if train_subset is not None:
-        if train_subset < 1:
-            raise ValueError(f"train_subset must be positive, got {train_subset}")
         train_idx = train_idx[:train_subset]
     if n_valid or train_subset is not None:
         train_ds_split = _subset(train_ds, train_idx)
@@ -199,7 +288,7 @@ def get_dataloaders(
 
     train_loader = _make_loader(train_ds_split, batch_size, True, seed, in_memory, num_workers)
     valid_loader = (
-        _make_loader(_subset(train_ds, valid_idx), batch_size, False, seed, in_memory, num_workers)
+        _make_loader(_subset(fixed_ds, valid_idx), batch_size, False, seed, in_memory, num_workers)
         if n_valid
         else None
     )

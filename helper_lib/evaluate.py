@@ -18,12 +18,15 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
-from .models import ConvVAE, check_outputs
+from .models import ConvVAE, MnistClassifier, check_outputs
 from .utils import resolve_precision, tune_cpu_allocator
 
 __all__ = [
     "evaluate_vae",
+    "vae_losses_per_image",
+    "standard_error",
     "evaluate_autoencoder",
+    "evaluate_classifier",
     "reference_eval",
     "REFERENCE_EVAL",
     "importance_weighted_log_likelihood",
@@ -75,6 +78,37 @@ def _batches(loader: DataLoader, device: torch.device, max_items: int | None) ->
         yield x.to(device)
 
 
+def vae_losses_per_image(
+    model: nn.Module,
+    loader: DataLoader,
+    kind: str = "mse",
+    seed: int | None = 0,
+    precision: str = "fp32",
+    max_items: int | None = None,
+) -> dict[str, Tensor]:
+    """Each image's loss terms: ``{"reconstruction": [N], "kl": [N]}``, float64 on the CPU.
+
+    The reconstruction term is summed over pixels and the KL over latent dims, as in training;
+    ``z`` is sampled with a fixed ``seed``. Means and standard errors follow from these.
+    """
+    with _inference(model, seed) as device:
+        prec = resolve_precision(precision, device)
+        rec_all, kl_all = [], []
+        for x in _batches(loader, device, max_items):
+            with prec.autocast(device):
+                _, mu, logvar, x_hat = check_outputs(model(x), model, "vae")
+            rec_all.append(reconstruction_loss(x_hat, x, kind).double().cpu())
+            kl_all.append(kl_divergence(mu.float(), logvar.float()).double().cpu())
+    empty = torch.zeros(0, dtype=torch.float64)
+    return {"reconstruction": torch.cat(rec_all) if rec_all else empty,
+            "kl": torch.cat(kl_all) if kl_all else empty}
+
+
+def standard_error(values: Tensor) -> float:
+    """The standard error of the mean of ``values [N]``: ``std / sqrt(N)``."""
+    return float(values.double().std() / math.sqrt(len(values))) if len(values) > 1 else math.nan
+
+
 def evaluate_vae(
     model: nn.Module,
     loader: DataLoader,
@@ -91,18 +125,9 @@ def evaluate_vae(
     pixels and latent dims, averaged over all images (so a small last batch counts for what it
     is). ``z`` is sampled, with a fixed ``seed`` so repeated calls agree exactly.
     """
-    with _inference(model, seed) as device:
-        prec = resolve_precision(precision, device)
-        sums = torch.zeros(2, dtype=torch.float64)
-        n = 0
-        for x in _batches(loader, device, max_items):
-            with prec.autocast(device):
-                _, mu, logvar, x_hat = check_outputs(model(x), model, "vae")
-            rec = reconstruction_loss(x_hat, x, kind)
-            kl = kl_divergence(mu.float(), logvar.float())
-            sums += torch.stack([rec.sum(), kl.sum()]).double().cpu()
-            n += len(x)
-    rec_mean, kl_mean = (sums / max(n, 1)).tolist()
+    per = vae_losses_per_image(model, loader, kind, seed, precision, max_items)
+    n = max(len(per["kl"]), 1)
+    rec_mean, kl_mean = per["reconstruction"].sum().item() / n, per["kl"].sum().item() / n
     return {
         "total": reconstruction_weight * rec_mean + beta * kl_mean,
         "reconstruction": rec_mean,
@@ -125,6 +150,30 @@ def evaluate_autoencoder(
     return {"mse": total / max(count, 1)}
 
 
+def evaluate_classifier(
+    model: nn.Module, loader: DataLoader, precision: str = "fp32", max_items: int | None = None
+) -> dict[str, float]:
+    """Mean cross-entropy (nats) and accuracy on a split: ``{"cross_entropy", "accuracy"}``.
+
+    The loader yields ``(images [B, 1, 28, 28], labels [B])``.
+    """
+    with _inference(model, None) as device:
+        prec = resolve_precision(precision, device)
+        loss, correct, count = 0.0, 0, 0
+        for x, y in loader:
+            if max_items is not None and count >= max_items:
+                break
+            if max_items is not None:
+                x, y = x[: max_items - count], y[: max_items - count]
+            x, y = x.to(device), y.to(device)
+            with prec.autocast(device):
+                (logits,) = check_outputs(model(x), model, "classifier")
+            loss += F.cross_entropy(logits.float(), y, reduction="sum").item()
+            correct += (logits.argmax(1) == y).sum().item()
+            count += len(y)
+    return {"cross_entropy": loss / max(count, 1), "accuracy": correct / max(count, 1)}
+
+
 #: The fixed check that tests re-run on shipped checkpoints: the first N test images, this
 #: seed for the sampled ``z``, in fp32. Stored in each checkpoint's metadata with the results.
 REFERENCE_EVAL = {"images": 2000, "seed": 0, "precision": "fp32"}
@@ -133,12 +182,16 @@ REFERENCE_EVAL = {"images": 2000, "seed": 0, "precision": "fp32"}
 def reference_eval(model: nn.Module, loader: DataLoader, kind: str = "mse") -> dict[str, float]:
     """The loss of ``model`` on the fixed reference subset of ``loader`` (:data:`REFERENCE_EVAL`).
 
-    ``evaluate_vae`` for a ``ConvVAE``, ``evaluate_autoencoder`` for anything else.
+    ``evaluate_vae`` for a ``ConvVAE``, ``evaluate_classifier`` for a ``MnistClassifier``,
+    ``evaluate_autoencoder`` for anything else.
     """
     n, seed = REFERENCE_EVAL["images"], REFERENCE_EVAL["seed"]
     if isinstance(model, ConvVAE):
         return evaluate_vae(model, loader, kind=kind, seed=seed, max_items=n,
                             precision=REFERENCE_EVAL["precision"])
+    if isinstance(model, MnistClassifier):
+        return evaluate_classifier(model, loader, max_items=n,
+                                   precision=REFERENCE_EVAL["precision"])
     return evaluate_autoencoder(model, loader, max_items=n, precision=REFERENCE_EVAL["precision"])
 
 
@@ -162,8 +215,12 @@ def importance_weighted_log_likelihood(
     max_items: int | None = None,
     chunk: int = 512,
     progress: bool = False,
-) -> float:
+    per_image: bool = False,
+) -> float | Tensor:
     """Importance-weighted estimate of the mean log p(x) per image, in nats (Burda et al., 2016).
+
+    With ``per_image=True`` it returns every image's estimate, ``[N]`` float64, instead of their
+    mean (e.g. for a standard error: ``values.std() / sqrt(N)``).
 
     .. math:: \\log p(x) \\approx \\log \\frac1k \\sum_{i=1}^k
               \\frac{p(x \\mid z_i)\\, p(z_i)}{q(z_i \\mid x)}, \\quad z_i \\sim q(z \\mid x)
@@ -189,7 +246,7 @@ def importance_weighted_log_likelihood(
     n_images = len(loader.dataset) if max_items is None else min(max_items, len(loader.dataset))
     bar = tqdm(total=n_images, disable=not progress, unit="image", desc=f"IWLL k={k}")
     with _inference(model, seed) as device, bar:
-        total, n = 0.0, 0
+        values = []
         for x in _batches(loader, device, max_items):
             encoded = model.encode(x)
             if not (isinstance(encoded, tuple) and len(encoded) == 2):
@@ -210,10 +267,12 @@ def importance_weighted_log_likelihood(
                 log_px = _log_likelihood_of_x(x_hat, x_rep, kind).reshape(kk, len(x))
                 log_w.append(log_px + log_prior - log_q)
             ll = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # [B]
-            total += ll.double().sum().item()
-            n += len(x)
+            values.append(ll.double().cpu())
             bar.update(len(x))
-    return total / max(n, 1)
+    per = torch.cat(values) if values else torch.zeros(0, dtype=torch.float64)
+    if per_image:
+        return per
+    return per.sum().item() / max(len(per), 1)
 
 
 class ActiveUnits(NamedTuple):

@@ -23,10 +23,11 @@ from torch import Tensor, nn
 
 # CPU-fast drop-ins for nn.Sequential and nn.ConvTranspose2d (same weights, same results).
 from .layers import ConvStack, ConvTranspose2d, Sigmoid
+from .utils import check_whole_number
 
 __all__ = [
-    "ConvAutoencoder", "ConvVAE", "ConvStack", "ConvTranspose2d", "Trim", "count_parameters",
-    "layer_shapes", "MODELS", "check_outputs",
+    "ConvAutoencoder", "ConvVAE", "MnistClassifier", "ConvStack", "ConvTranspose2d", "Trim",
+    "count_parameters", "layer_shapes", "MODELS", "check_outputs",
 ]
 
 _FLAT = 64 * 7 * 7  # 3136 features after the encoder's conv stack
@@ -88,6 +89,7 @@ class ConvAutoencoder(nn.Module):
 
     def __init__(self, latent_dim: int = 2) -> None:
         super().__init__()
+        check_whole_number("latent_dim", latent_dim, 1, "the lecture uses 2")
         self.latent_dim = latent_dim
         self.encoder = nn.Sequential(_encoder_stack(), nn.Linear(_FLAT, latent_dim))
         self.decoder = _decoder_stack(latent_dim)
@@ -119,6 +121,7 @@ class ConvVAE(nn.Module):
 
     def __init__(self, latent_dim: int = 2) -> None:
         super().__init__()
+        check_whole_number("latent_dim", latent_dim, 1, "the lecture uses 2")
         self.latent_dim = latent_dim
         self.encoder = _encoder_stack()
         self.z_mean = nn.Linear(_FLAT, latent_dim)
@@ -155,11 +158,47 @@ class ConvVAE(nn.Module):
         return z, mu, logvar, self.decode(z)
 
 
-MODELS: dict[str, type[nn.Module]] = {"ConvVAE": ConvVAE, "ConvAutoencoder": ConvAutoencoder}
+class MnistClassifier(nn.Module):
+    """A small CNN digit classifier, the judge of generated samples (notebook 06).
+
+    Two blocks of two 3x3 convolutions with ReLU and 2x2 max pooling (28 -> 14 -> 7), then
+    ``Linear(3136, feature_dim)`` + ReLU, the *features* used for the Fréchet distance, and
+    ``Linear(feature_dim, 10)``, the logits. 467,818 parameters at ``feature_dim=128``.
+    Shapes: ``x [B, 1, 28, 28] -> logits [B, 10]``; :meth:`features` gives ``[B, feature_dim]``.
+    """
+
+    def __init__(self, feature_dim: int = 128) -> None:
+        super().__init__()
+        check_whole_number("feature_dim", feature_dim, 1)
+        self.feature_dim = feature_dim
+        self.body = nn.Sequential(
+            nn.Conv2d(1, 32, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(32, 32, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Conv2d(32, 64, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(64, 64, 3, padding=1), nn.ReLU(),
+            nn.MaxPool2d(2),
+            nn.Flatten(),
+            nn.Linear(_FLAT, feature_dim), nn.ReLU(),
+        )
+        self.head = nn.Linear(feature_dim, 10)
+
+    def features(self, x: Tensor) -> Tensor:
+        """``x [B, 1, 28, 28] -> [B, feature_dim]``, the penultimate layer (after its ReLU)."""
+        return self.body(x)
+
+    def forward(self, x: Tensor) -> Tensor:
+        """``x [B, 1, 28, 28] -> logits [B, 10]``."""
+        return self.head(self.body(x))
+
+
+MODELS: dict[str, type[nn.Module]] = {"ConvVAE": ConvVAE, "ConvAutoencoder": ConvAutoencoder,
+                                      "MnistClassifier": MnistClassifier}
 
 _KINDS = {  # kind: (outputs of forward, their names, the lecture's model, in words)
     "vae": (4, "(z, mu, logvar, x_hat)", "ConvVAE", "a VAE"),
     "autoencoder": (2, "(z, x_hat)", "ConvAutoencoder", "an autoencoder"),
+    "classifier": (1, "logits [B, 10]", "MnistClassifier", "a classifier"),
 }
 
 
@@ -172,13 +211,19 @@ def check_outputs(out: Any, model: nn.Module, kind: str) -> tuple[Tensor, ...]:
     than an unpacking error.
     """
     n, names, cls, words = _KINDS[kind]
+    if kind == "classifier":
+        if isinstance(out, Tensor) and out.ndim == 2 and out.shape[1] == 10:
+            return (out,)
+        raise TypeError(f"{type(model).__name__}.forward returned "
+                        f"{'a tuple' if isinstance(out, tuple) else type(out).__name__}, but "
+                        f"this function needs {words} returning {names}, like {cls}.")
     if isinstance(out, tuple) and len(out) == n:
         return out
     got = f"a {len(out)}-tuple" if isinstance(out, tuple) else f"a {type(out).__name__}"
     msg = (f"{type(model).__name__}.forward returned {got}, but this function needs {words} "
            f"whose forward returns {names}, like {cls}.")
     for other, (m, other_names, _, other_words) in _KINDS.items():
-        if other != kind and isinstance(out, tuple) and len(out) == m:
+        if other not in (kind, "classifier") and isinstance(out, tuple) and len(out) == m:
             msg += (f" {other_names} is what {other_words} returns: use train_{other} and "
                     f"evaluate_{other} for it.")
     raise TypeError(msg)

@@ -26,11 +26,12 @@ from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
 from .evaluate import _inference, collect_latents, reconstruct
+from .history import History
 from .losses import kl_divergence
-from .train import History
 
 __all__ = [
     "plot_training_loss",
+    "plot_recipes",
     "plot_images",
     "plot_reconstructions",
     "plot_latent_space",
@@ -118,6 +119,51 @@ def plot_training_loss(
         top.set_xlabel("epoch")
         rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
         ax.legend(fontsize=8, loc="lower right" if rising else "upper right")
+    return _finish(fig, path)
+
+
+def plot_recipes(
+    runs: dict[str, History],
+    test_loss: dict[str, float] | None = None,
+    constant_lr: dict[str, float] | None = None,
+    path: PathLike = None,
+) -> Figure:
+    """Training recipes side by side: the loss per epoch (left) and the learning rate (right).
+
+    Args:
+        runs: label -> :class:`History` of a run (first loss component is plotted).
+        test_loss: label -> final test-set loss, drawn as a marker after the last epoch.
+        constant_lr: label -> rate, for histories written before the rate was recorded
+            (``History.lr`` empty).
+    """
+    fig, (left, right) = plt.subplots(1, 2, figsize=(10, 3.8), layout="constrained")
+    for i, (label, history) in enumerate(runs.items()):
+        colour = f"C{i}"
+        name = history.names[0]
+        epochs = np.arange(1, history.epochs + 1)
+        left.plot(epochs, history.train[name], "o-", ms=3, color=colour,
+                  label=f"{label}: {history.epochs} epochs")
+        if test_loss and label in test_loss:
+            left.plot([history.epochs], [test_loss[label]], "*", ms=12, color=colour,
+                      label=f"{label}, test set: {test_loss[label]:.2f}")
+        steps = np.arange(sum(history.batches_per_epoch)) / max(history.batches_per_epoch[0], 1)
+        if history.lr:
+            right.plot(steps[: len(history.lr)], history.lr, color=colour, label=label)
+        elif constant_lr and label in constant_lr:
+            right.plot([0, history.epochs], [constant_lr[label]] * 2, color=colour, label=label)
+    finals = [h.train[h.names[0]][-1] for h in runs.values() if h.epochs]
+    if finals:  # zoom in on the end, where the recipes are compared
+        lo = min(finals + list((test_loss or {}).values()))
+        left.set_ylim(lo - 1.5, lo + 12)
+    left.set_xlabel("epoch")
+    left.set_ylabel("training loss, mean of the epoch's batches")
+    left.set_title("loss per epoch (star: test set after the last epoch)", pad=8)
+    left.legend(fontsize=8)
+    right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))  # 0.005 -> 5 x 1e-3
+    right.set_xlabel("epoch")
+    right.set_ylabel("Adam's learning rate")
+    right.set_title("learning rate", pad=8)
+    right.legend(fontsize=8)
     return _finish(fig, path)
 
 

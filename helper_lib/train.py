@@ -1,22 +1,21 @@
 """Training loops for the autoencoder and the VAE, with progress bars, history and resuming.
 
 Speed (see ``benchmarks/README.md``): batches come from the in-memory loader, the model runs in
-channels_last and, where bf16 is native and faster (CPUs with AMX, GPUs from Ampere on), under
-bf16 autocast; losses are always computed in fp32, and per-batch values stay on the device until
-the end of the epoch instead of forcing an ``.item()`` sync on every step. On CPU the models'
-layers themselves are faster drop-ins (:mod:`helper_lib.layers`): each convolution is fused with
-its LeakyReLU, and the transposed convolutions add their bias outside oneDNN.
+channels_last and, where bf16 is native and faster (CPUs with AMX or AVX512-BF16, GPUs from
+Ampere on), under bf16 autocast; losses are always computed in fp32, and per-batch values stay
+on the device until the end of the epoch instead of forcing an ``.item()`` sync on every step.
+On CPU the models' layers themselves are faster drop-ins (:mod:`helper_lib.layers`): each
+convolution is fused with its LeakyReLU, and the transposed convolutions add their bias outside
+oneDNN.
 """
 
 from __future__ import annotations
 
-import csv
-import json
+import math
 import os
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -26,79 +25,26 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from .checkpoints import load_checkpoint, save_checkpoint
+from .checkpoints import load_checkpoint, remove_partial_writes, save_checkpoint
+from .evaluate import evaluate_autoencoder, evaluate_classifier, evaluate_vae
+from .history import History
 from .losses import vae_loss
 from .models import check_outputs
-from .utils import get_device, resolve_precision, set_seed, tune_cpu_allocator
+from .utils import (
+    SettingsError,
+    check_whole_number,
+    get_device,
+    resolve_precision,
+    set_seed,
+    tune_cpu_allocator,
+)
 
-__all__ = ["History", "train_vae", "train_autoencoder"]
+__all__ = ["History", "train_vae", "train_autoencoder", "train_classifier", "SCHEDULES", "RECIPES",
+           "check_training_args"]
 
-LossFn = Callable[[Any, Tensor], tuple[Tensor, ...]]
-
-
-@dataclass
-class History:
-    """What happened during training.
-
-    Attributes:
-        names: loss components, e.g. ``("total", "reconstruction", "kl")``; the first is the one
-            that was minimized.
-        batch: per-batch training values, ``batch[name][i]`` for the i-th step overall.
-        train: per-epoch training means (the mean of that epoch's batch losses, as the lecture
-            logs them).
-        valid: per-epoch validation means (per image), empty without a validation loader.
-        epoch_seconds: wall-clock time of each epoch.
-        batches_per_epoch: steps in each epoch.
-    """
-
-    names: tuple[str, ...]
-    batch: dict[str, list[float]] = field(default_factory=dict)
-    train: dict[str, list[float]] = field(default_factory=dict)
-    valid: dict[str, list[float]] = field(default_factory=dict)
-    epoch_seconds: list[float] = field(default_factory=list)
-    batches_per_epoch: list[int] = field(default_factory=list)
-
-    def __post_init__(self) -> None:
-        self.names = tuple(self.names)
-        for table in (self.batch, self.train):
-            for name in self.names:
-                table.setdefault(name, [])
-
-    @property
-    def epochs(self) -> int:
-        """Number of completed epochs."""
-        return len(self.epoch_seconds)
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain-Python form (JSON-serializable)."""
-        return {**asdict(self), "names": list(self.names)}
-
-    @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> History:
-        """Inverse of :meth:`to_dict`."""
-        return cls(**{**data, "names": tuple(data["names"])})
-
-    def to_json(self, path: str | os.PathLike) -> None:
-        """Write the whole history (per batch and per epoch) as JSON."""
-        Path(path).write_text(json.dumps(self.to_dict()))
-
-    @classmethod
-    def from_json(cls, path: str | os.PathLike) -> History:
-        """Read a history written by :meth:`to_json`."""
-        return cls.from_dict(json.loads(Path(path).read_text()))
-
-    def to_csv(self, path: str | os.PathLike) -> None:
-        """Write one row per epoch: epoch, seconds, train_<name>..., valid_<name>..."""
-        columns = ["epoch", "seconds"] + [f"train_{n}" for n in self.names]
-        columns += [f"valid_{n}" for n in self.names if self.valid.get(n)]
-        with open(path, "w", newline="") as fh:
-            writer = csv.writer(fh)
-            writer.writerow(columns)
-            for e in range(self.epochs):
-                row: list[Any] = [e + 1, round(self.epoch_seconds[e], 3)]
-                row += [self.train[n][e] for n in self.names]
-                row += [self.valid[n][e] for n in self.names if self.valid.get(n)]
-                writer.writerow(row)
+#: ``loss_fn(model_output, x, y)`` -> loss components (the first is minimized); ``y`` are the
+#: labels (``None`` for a loader without them).
+LossFn = Callable[[Any, Tensor, Tensor | None], tuple[Tensor, ...]]
 
 
 def _loader_generator(loader: DataLoader) -> torch.Generator | None:
@@ -116,6 +62,49 @@ def _make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.
     return torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
 
 
+#: Learning-rate schedules that :func:`train_vae` and :func:`train_autoencoder` accept.
+SCHEDULES = ("constant", "onecycle")
+
+#: Training recipes for the command line's ``--recipe``: schedule, (peak) learning rate and
+#: epochs. Explicit ``--schedule``/``--lr``/``--epochs`` flags override them. ``"lecture"`` is
+#: L17.5's constant Adam rate for 50 epochs; ``"fast"`` reaches the same test loss in far fewer
+#: epochs with a one-cycle schedule (measured in ``data/pretrained/README.md``).
+RECIPES: dict[str, dict[str, Any]] = {
+    "lecture": {"schedule": "constant", "lr": 5e-4, "epochs": 50},
+    "fast": {"schedule": "onecycle", "lr": 6e-3, "epochs": 12},
+}
+
+
+def _make_scheduler(
+    optimizer: torch.optim.Optimizer, schedule: str, lr: float, total_steps: int
+) -> torch.optim.lr_scheduler.LRScheduler | None:
+    """``None`` for a constant rate; for ``"onecycle"`` a one-cycle schedule stepped per batch.
+
+    One-cycle (Smith & Topin, 2019; ``torch.optim.lr_scheduler.OneCycleLR``): the rate warms up
+    from ``lr / 25`` to the peak ``lr`` over the first 30 % of all steps, then anneals along a
+    cosine to ``lr / 2.5e5`` at the last step. Adam's first moment is cycled inversely (beta1
+    0.95 → 0.85 → 0.95), OneCycleLR's default.
+    """
+    if schedule == "constant":
+        return None
+    return torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, total_steps=total_steps)
+
+
+def check_training_args(epochs: int, lr: float, schedule: str = "constant") -> None:
+    """Raise :class:`~helper_lib.utils.SettingsError` (a ``ValueError``) with one clear sentence
+    for a bad epoch count, learning rate or schedule.
+
+    Shared by the Python API and the command line, so both say the same thing.
+    """
+    check_whole_number("epochs", epochs, 0, "the lecture trains for 50")
+    if isinstance(lr, bool) or not isinstance(lr, int | float) or not (
+        math.isfinite(lr) and lr > 0
+    ):
+        raise SettingsError(f"lr must be a number > 0, got {lr!r} (the lecture uses 5e-4)")
+    if schedule not in SCHEDULES:
+        raise SettingsError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
+
+
 def _fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -131,11 +120,14 @@ def _fit(
     seed: int | None,
     progress: bool,
     checkpoint_metadata: dict[str, Any] | None,
+    schedule: str = "constant",
     log_every: int = 25,
 ) -> History:
-    """The shared loop. ``loss_fn(model_output, x)`` returns the components named by ``names``."""
-    if epochs < 0:
-        raise ValueError(f"epochs must be >= 0, got {epochs}")
+    """The shared loop. ``loss_fn(model_output, x, y)`` returns the components named by
+    ``names``."""
+    check_training_args(epochs, lr, schedule)
+    if len(train_loader) == 0:
+        raise SettingsError("the training loader yields no batches")
     dev = get_device(device)
     prec = resolve_precision(precision, dev)
     if dev.type == "cpu":
@@ -146,9 +138,12 @@ def _fit(
     if prec.channels_last:
         model.to(memory_format=torch.channels_last)
     optimizer = _make_optimizer(model, lr, dev)
+    scheduler = _make_scheduler(optimizer, schedule, lr, max(epochs, 1) * len(train_loader))
     history = History(names)
     generator = _loader_generator(train_loader)
 
+    if checkpoint_path is not None:
+        remove_partial_writes(checkpoint_path)  # left by a run killed while saving
     if checkpoint_path is not None and Path(checkpoint_path).is_file():
         state = load_checkpoint(checkpoint_path)
         model.load_state_dict(state["state_dict"])
@@ -156,9 +151,26 @@ def _fit(
             optimizer.load_state_dict(state["optimizer_state"])
         if "history" in state:
             history = History.from_dict(state["history"])
-        # The saved rate would win otherwise; a resumed run trains with the lr it is given.
-        for group in optimizer.param_groups:
-            group["lr"] = lr
+        saved_schedule = state.get("metadata", {}).get("schedule", "constant")
+        if saved_schedule != schedule:
+            raise SettingsError(f"{checkpoint_path} was trained with schedule={saved_schedule!r}, "
+                             f"not {schedule!r}; resume with the same schedule, or start over")
+        if scheduler is not None:
+            # A one-cycle run's length and peak are fixed when it starts: its state carries them.
+            saved = state["scheduler_state"]
+            saved_lr = state.get("metadata", {}).get("lr")
+            if saved["total_steps"] != scheduler.total_steps or saved_lr != lr:
+                saved_epochs = saved["total_steps"] // len(train_loader)
+                raise SettingsError(
+                    f"{checkpoint_path} holds a one-cycle run of {saved_epochs} epochs with peak "
+                    f"lr={saved_lr:g}; a one-cycle schedule cannot be resumed with other "
+                    f"epochs or lr (asked: {epochs} epochs, lr={lr:g}). Start over instead."
+                )
+            scheduler.load_state_dict(saved)
+        else:
+            # The saved rate would win otherwise; a resumed run trains with the lr it is given.
+            for group in optimizer.param_groups:
+                group["lr"] = lr
         rng = state.get("rng_state", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
@@ -182,16 +194,20 @@ def _fit(
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
             t0 = time.perf_counter()
             values: list[Tensor] = []
-            for step, (x, *_) in enumerate(train_loader):
+            for step, (x, *rest) in enumerate(train_loader):
                 x = x.to(dev, non_blocking=True)
+                y = rest[0].to(dev, non_blocking=True) if rest else None
                 if prec.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
                 with prec.autocast(dev):
                     out = model(x)
-                terms = loss_fn(out, x)  # fp32, outside autocast
+                terms = loss_fn(out, x, y)  # fp32, outside autocast
                 optimizer.zero_grad(set_to_none=True)
                 terms[0].backward()
+                history.lr.append(optimizer.param_groups[0]["lr"])
                 optimizer.step()
+                if scheduler is not None:
+                    scheduler.step()
                 values.append(torch.stack([t.detach() for t in terms]))
                 last = step + 1 == len(train_loader)
                 if (step + 1) % log_every == 0 or last:
@@ -236,11 +252,13 @@ def _fit(
                     rng_state["mps"] = torch.mps.get_rng_state()
                 if generator is not None:
                     rng_state["loader"] = generator.get_state()
+                extra: dict[str, Any] = {"history": history.to_dict(), "rng_state": rng_state}
+                if scheduler is not None:
+                    extra["scheduler_state"] = scheduler.state_dict()
                 save_checkpoint(
-                    checkpoint_path, model, optimizer=optimizer,
-                    extra={"history": history.to_dict(), "rng_state": rng_state},
-                    **{**(checkpoint_metadata or {}),
-                       "epoch": epoch + 1, "precision": prec.name, "lr": lr},
+                    checkpoint_path, model, optimizer=optimizer, extra=extra,
+                    **{**(checkpoint_metadata or {}), "epoch": epoch + 1,
+                       "precision": prec.name, "lr": lr, "schedule": schedule},
                 )
     finally:
         bar.close()
@@ -254,6 +272,7 @@ def train_vae(
     train_loader: DataLoader,
     epochs: int,
     lr: float = 5e-4,
+    schedule: str = "constant",
     reconstruction_weight: float = 1.0,
     beta: float = 1.0,
     kind: str = "mse",
@@ -275,8 +294,12 @@ def train_vae(
         model: the VAE; moved to ``device`` and trained in place.
         train_loader: yields ``(images [B, 1, 28, 28], labels [B])``.
         epochs: train until this many epochs are done (counting epochs restored from
-            ``checkpoint_path``).
-        lr: Adam's learning rate.
+            ``checkpoint_path``), a whole number >= 0.
+        lr: Adam's learning rate; with ``schedule="onecycle"`` its peak.
+        schedule: ``"constant"`` (the lecture's) or ``"onecycle"``: warm up to ``lr`` over the
+            first 30 % of the steps, then anneal to almost 0 (``OneCycleLR``, stepped once per
+            batch). Its state is saved in the checkpoint, so a resumed run continues the same
+            curve; it cannot be resumed with other ``epochs`` or ``lr``.
         reconstruction_weight: the lecture's alpha.
         beta: weight of the KL term.
         kind: ``"mse"`` or ``"bce"`` reconstruction loss.
@@ -299,12 +322,13 @@ def train_vae(
     Raises:
         FloatingPointError: the loss became NaN or infinite (the message names the epoch and
             batch).
+        ValueError: a negative or fractional ``epochs``, a ``lr`` that is not > 0, an unknown
+            ``schedule`` (before any work starts), or a checkpoint that cannot be resumed with
+            these settings.
         TypeError: ``model`` is not a VAE (its forward does not return
             ``(z, mu, logvar, x_hat)``); the message points to :func:`train_autoencoder`.
     """
-    from .evaluate import evaluate_vae
-
-    def loss_fn(out: tuple[Tensor, ...], x: Tensor) -> tuple[Tensor, ...]:
+    def loss_fn(out: tuple[Tensor, ...], x: Tensor, y: Tensor | None) -> tuple[Tensor, ...]:
         _, mu, logvar, x_hat = check_outputs(out, model, "vae")
         return tuple(vae_loss(x_hat, x, mu, logvar, kind, reconstruction_weight, beta))
 
@@ -314,7 +338,7 @@ def train_vae(
 
     return _fit(model, train_loader, epochs, lr, loss_fn, ("total", "reconstruction", "kl"),
                 valid_fn, valid_loader, device, precision, checkpoint_path, seed, progress,
-                checkpoint_metadata)
+                checkpoint_metadata, schedule)
 
 
 def train_autoencoder(
@@ -322,6 +346,7 @@ def train_autoencoder(
     train_loader: DataLoader,
     epochs: int,
     lr: float = 5e-4,
+    schedule: str = "constant",
     valid_loader: DataLoader | None = None,
     device: str | torch.device = "auto",
     precision: str = "auto",
@@ -336,9 +361,7 @@ def train_autoencoder(
     Arguments are as for :func:`train_vae`. Returns a :class:`History` with one component,
     ``"mse"``.
     """
-    from .evaluate import evaluate_autoencoder
-
-    def loss_fn(out: tuple[Tensor, Tensor], x: Tensor) -> tuple[Tensor, ...]:
+    def loss_fn(out: tuple[Tensor, Tensor], x: Tensor, y: Tensor | None) -> tuple[Tensor, ...]:
         _, x_hat = check_outputs(out, model, "autoencoder")
         return (F.mse_loss(x_hat.float(), x),)
 
@@ -346,5 +369,42 @@ def train_autoencoder(
         return evaluate_autoencoder(m, loader, precision=precision)
 
     return _fit(model, train_loader, epochs, lr, loss_fn, ("mse",), valid_fn, valid_loader,
-                device, precision, checkpoint_path, seed, progress, checkpoint_metadata)
+                device, precision, checkpoint_path, seed, progress, checkpoint_metadata, schedule)
 
+
+
+def train_classifier(
+    model: nn.Module,
+    train_loader: DataLoader,
+    epochs: int,
+    lr: float = 1e-3,
+    schedule: str = "constant",
+    valid_loader: DataLoader | None = None,
+    device: str | torch.device = "auto",
+    precision: str = "auto",
+    checkpoint_path: str | os.PathLike | None = None,
+    seed: int | None = None,
+    progress: bool = True,
+    checkpoint_metadata: dict[str, Any] | None = None,
+) -> History:
+    """Train a :class:`~helper_lib.models.MnistClassifier` with Adam on the cross-entropy.
+
+    The loader must yield ``(images [B, 1, 28, 28], labels [B])``. The loss is the mean
+    cross-entropy over the batch (nats). Other arguments are as for :func:`train_vae`.
+    Returns a :class:`History` with components ``("cross_entropy", "error")``, the second the
+    share of the batch misclassified.
+    """
+
+    def loss_fn(out: Tensor, x: Tensor, y: Tensor | None) -> tuple[Tensor, ...]:
+        (logits,) = check_outputs(out, model, "classifier")
+        if y is None:
+            raise TypeError("train_classifier needs a loader that yields (images, labels)")
+        logits = logits.float()
+        return F.cross_entropy(logits, y), (logits.argmax(1) != y).float().mean()
+
+    def valid_fn(m: nn.Module, loader: DataLoader) -> dict[str, float]:
+        return evaluate_classifier(m, loader, precision=precision)
+
+    return _fit(model, train_loader, epochs, lr, loss_fn, ("cross_entropy", "error"), valid_fn,
+                valid_loader, device, precision, checkpoint_path, seed, progress,
+                checkpoint_metadata, schedule)

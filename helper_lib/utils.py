@@ -18,16 +18,36 @@ import numpy as np
 import torch
 
 __all__ = [
+    "SettingsError",
+    "check_whole_number",
     "set_seed",
     "get_device",
     "deterministic",
-    "cpu_has_amx_bf16",
+    "cpu_kind",
+    "cpu_has_native_bf16",
+    "PRECISION_ENV_VAR",
     "cuda_has_native_bf16",
     "Precision",
     "resolve_precision",
     "smoke_mode",
     "tune_cpu_allocator",
 ]
+
+
+class SettingsError(ValueError):
+    """A setting (an argument, a command-line flag or an environment variable) cannot work.
+
+    Raised before any work starts; its message says what is wrong and what to do. The command
+    line prints it as one ``error: ...`` line and exits with status 2. A ``ValueError``, so
+    ``except ValueError`` catches it too.
+    """
+
+
+def check_whole_number(name: str, value: object, minimum: int, hint: str = "") -> None:
+    """Raise :class:`SettingsError` unless ``value`` is an ``int`` (not a bool) >= ``minimum``."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise SettingsError(f"{name} must be a whole number >= {minimum}, got {value!r}"
+                            + (f" ({hint})" if hint else ""))
 
 
 def set_seed(seed: int) -> None:
@@ -76,24 +96,66 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
             os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
-def cpu_has_amx_bf16() -> bool:
-    """True when oneDNN runs bf16 convolutions on AMX tiles here: the CPU case where bf16 pays off.
+#: ``ONEDNN_MAX_CPU_ISA`` values (upper case) that still let oneDNN use AVX512-BF16 or AMX.
+_BF16_ISA_CAPS = ("ALL", "AVX512_CORE_BF16", "AVX512_CORE_FP16", "AVX512_CORE_AMX",
+                  "AVX512_CORE_AMX_FP16")
 
-    oneDNN reports bf16 as "supported" on every AVX-512 CPU, so its flag alone is not enough.
-    Measured for this course's ``ConvVAE`` (``benchmarks/README.md``, "bf16 by instruction
-    set"), bf16 autocast trains 2.2x *faster* than fp32 with AMX, but 0.86x as fast with the
-    AVX512-BF16 instructions alone (e.g. Cooper Lake, AMD Zen 4), and 0.24x on AVX-512 without
-    bf16 instructions (e.g. Intel laptops of 2019-2021), where oneDNN emulates it. Also False
-    when the environment variable ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) keeps
-    oneDNN below AMX.
+
+def _onednn_isa_cap() -> str:
+    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
+    return cap.strip().upper()
+
+
+def cpu_kind() -> str:
+    """This CPU's class for training speed, as far as oneDNN may use it.
+
+    ``"amx"`` (Intel Xeon from Sapphire Rapids on), ``"avx512-bf16"`` (native bf16 dot
+    products without AMX: AMD Zen 4/5, Intel Cooper Lake), ``"avx512"`` (AVX-512 without bf16:
+    Skylake-X to Ice/Tiger Lake), ``"avx2"`` (most laptops) or ``"other"``. An
+    ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) cap lowers the answer accordingly.
     """
     try:
         amx = bool(torch.cpu._is_amx_tile_supported())
+        avx512_bf16 = bool(torch.cpu._is_avx512_bf16_supported())
+        avx512 = bool(torch.cpu._is_avx512_supported())
+        avx2 = bool(torch.cpu._is_avx2_supported())
+    except (AttributeError, RuntimeError):  # builds without cpuinfo
+        return "other"
+    cap = _onednn_isa_cap()
+    capped_amx = cap == "ALL" or ("AMX" in cap)
+    capped_bf16 = cap in _BF16_ISA_CAPS or cap.startswith("AVX10") or capped_amx
+    capped_avx512 = capped_bf16 or cap.startswith("AVX512")
+    if amx and capped_amx:
+        return "amx"
+    if (avx512_bf16 or amx) and capped_bf16:
+        return "avx512-bf16"
+    if avx512 and capped_avx512:
+        return "avx512"
+    if avx2 and cap != "SSE41" and cap != "AVX":
+        return "avx2"
+    return "other"
+
+
+def cpu_has_native_bf16() -> bool:
+    """True where this CPU computes bf16 dot products natively, so bf16 autocast trains faster.
+
+    That is AMX (Intel Xeon from Sapphire Rapids on) or the AVX512-BF16 instructions (AMD Zen 4
+    and 5, Intel Cooper Lake), and oneDNN must have a bf16 path (it reports one on every AVX-512
+    CPU, emulated or not, so its flag alone is not enough). Measured for this course's
+    ``ConvVAE`` (``benchmarks/README.md``): bf16 autocast trains 2.2x faster than fp32 with AMX
+    (Intel Xeon) and 1.75x faster on an AMD EPYC Zen 4 with AVX512-BF16, but 0.24x as fast on
+    AVX-512 without bf16 instructions (Intel laptops of 2019-2021), where oneDNN emulates it.
+    Respects an ``ONEDNN_MAX_CPU_ISA`` (or ``DNNL_MAX_CPU_ISA``) cap below AVX512_CORE_BF16.
+    """
+    try:
         onednn_bf16 = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
-    except (AttributeError, RuntimeError):  # builds without cpuinfo or oneDNN
+    except (AttributeError, RuntimeError):  # builds without oneDNN
         return False
-    cap = os.environ.get("ONEDNN_MAX_CPU_ISA") or os.environ.get("DNNL_MAX_CPU_ISA") or "ALL"
-    return amx and onednn_bf16 and (cap.upper() == "ALL" or "AMX" in cap.upper())
+    return onednn_bf16 and cpu_kind() in ("amx", "avx512-bf16")
+
+
+#: The environment variable that overrides ``precision="auto"`` (notebooks and the CLI).
+PRECISION_ENV_VAR = "VAE_PRECISION"
 
 
 def cuda_has_native_bf16(device: torch.device) -> bool:
@@ -124,18 +186,32 @@ class Precision:
 def resolve_precision(precision: str, device: torch.device) -> Precision:
     """Turn ``"auto"``, ``"bf16"`` or ``"fp32"`` into a :class:`Precision` for ``device``.
 
-    ``"auto"`` means bf16 autocast where it is native and faster: on CUDA GPUs with bf16 tensor
-    cores (:func:`cuda_has_native_bf16`) and on CPUs with AMX (:func:`cpu_has_amx_bf16`), and
-    fp32 everywhere else, including AVX-512 CPUs whose bf16 is emulated or has no AMX (slower
-    than fp32 there). channels_last is used on CPU and CUDA in every precision (it speeds up the
-    convolutions there, and bf16 *without* channels_last is slower than fp32 on CPU); not on MPS.
+    ``"auto"`` first reads the environment variable ``VAE_PRECISION`` (``fp32``, ``bf16`` or
+    ``auto``), so a notebook or the command line can be switched without editing it. Left at
+    ``auto`` (or unset), it means bf16 autocast where bf16 is native and faster: on CUDA GPUs
+    with bf16 tensor cores (:func:`cuda_has_native_bf16`) and on CPUs with AMX or AVX512-BF16
+    (:func:`cpu_has_native_bf16`), and fp32 everywhere else (AVX2-only CPUs, AVX-512 without
+    bf16, MPS). An explicit ``"bf16"`` or ``"fp32"`` always wins. channels_last is used on CPU
+    and CUDA in every precision (it speeds up the convolutions there, and bf16 *without*
+    channels_last is slower than fp32 on CPU); not on MPS. The choice is a fixed rule, not a
+    timing, so the same seed gives the same run on one machine.
+
+    Raises:
+        ValueError: an unknown ``precision``, or an unknown value in ``VAE_PRECISION``.
     """
-    if precision not in ("auto", "bf16", "fp32"):
-        raise ValueError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
+    choices = ("auto", "bf16", "fp32")
+    if precision not in choices:
+        raise SettingsError(f"precision must be 'auto', 'bf16' or 'fp32', got {precision!r}")
     channels_last = device.type in ("cpu", "cuda")
     if precision == "auto":
+        env = os.environ.get(PRECISION_ENV_VAR, "").strip().lower()
+        if env and env not in choices:
+            raise SettingsError(f"the environment variable {PRECISION_ENV_VAR} must be fp32, bf16 "
+                             f"or auto, got {env!r}")
+        precision = env or "auto"
+    if precision == "auto":
         if (device.type == "cuda" and cuda_has_native_bf16(device)) or (
-            device.type == "cpu" and cpu_has_amx_bf16()
+            device.type == "cpu" and cpu_has_native_bf16()
         ):
             precision = "bf16"
         else:

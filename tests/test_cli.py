@@ -118,5 +118,40 @@ def test_train_help_shows_every_default(monkeypatch):
         if action.default not in (None, False) and action.dest != "help":
             assert action.help, f"--{action.dest} has a default but no help, so no default shown"
     text = train.format_help()
-    for shown in ("(default: 50)", "(default: conv-vae)", "(default: mnist)", "(default: 256)"):
+    for shown in ("(default: lecture)", "(default: conv-vae)", "(default: mnist)",
+                  "(default: 256)", "lecture: schedule constant, lr 0.0005, epochs 50"):
         assert shown in text
+
+
+def test_recipe_sets_schedule_lr_and_epochs_and_explicit_flags_win(tmp_path):
+    from helper_lib.train import RECIPES
+
+    base = ["train", "--batch-size", "64", "--train-subset", "128", "--no-progress",
+            "--no-figures", "--device", "cpu"]
+    fast = RECIPES["fast"]
+    assert fast["schedule"] == "onecycle" and fast["epochs"] <= 12
+    # --recipe fast with its own epochs would take minutes; --epochs 1 overrides only that
+    assert main([*base, "--recipe", "fast", "--epochs", "1", "--out", str(tmp_path / "a")]) == 0
+    meta = load_model(tmp_path / "a" / "model.pt").checkpoint_metadata
+    assert (meta["recipe"], meta["schedule"], meta["lr"], meta["epochs"]) == (
+        "fast", "onecycle", fast["lr"], 1)
+    assert main([*base, "--recipe", "fast", "--epochs", "1", "--lr", "1e-3", "--schedule",
+                 "constant", "--out", str(tmp_path / "b")]) == 0
+    meta = load_model(tmp_path / "b" / "model.pt").checkpoint_metadata
+    assert (meta["schedule"], meta["lr"]) == ("constant", 1e-3)
+    history = json.loads((tmp_path / "a" / "history.json").read_text())
+    # two steps of a one-cycle schedule: up near the peak, then annealed to almost nothing
+    assert len(history["lr"]) == 2 and fast["lr"] / 25 < history["lr"][0] <= fast["lr"]
+    assert history["lr"][1] < fast["lr"] / 1000
+
+
+def test_compare_draws_the_recipes_side_by_side(tmp_path):
+    from helper_lib.checkpoints import pretrained_path
+
+    out = tmp_path / "recipes.png"
+    assert main(["compare", str(pretrained_path("conv_vae_mnist")),
+                 str(pretrained_path("conv_ae_mnist")), "--labels", "vae", "ae",
+                 "--out", str(out)]) == 0
+    assert out.stat().st_size > 10_000
+    assert main(["compare", str(pretrained_path("conv_vae_mnist")), "--labels", "a", "b",
+                 "--out", str(out)]) == 2

@@ -192,9 +192,9 @@ def test_conv_stack_under_bf16_falls_back_where_onednn_has_no_bf16():
 _AVX2_SCRIPT = """
 import torch
 from helper_lib.models import ConvVAE
-from helper_lib.utils import cpu_has_amx_bf16, resolve_precision
+from helper_lib.utils import cpu_has_native_bf16, cpu_kind, resolve_precision
 assert not torch.ops.mkldnn._is_mkldnn_bf16_supported()
-assert not cpu_has_amx_bf16()
+assert not cpu_has_native_bf16() and cpu_kind() == "avx2"
 assert resolve_precision("auto", torch.device("cpu")).name == "fp32"
 torch.manual_seed(0)
 model = ConvVAE().to(memory_format=torch.channels_last)

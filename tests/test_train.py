@@ -118,12 +118,13 @@ def test_history_round_trips_through_json_and_csv(tmp_path):
     assert lines == ["epoch,seconds,train_total,train_kl,valid_total", "1,1.5,2.5,0.375,2.4"]
 
 
-def test_precision_auto_resolves_by_device_and_capability():
+def test_precision_auto_resolves_by_device_and_capability(monkeypatch):
+    monkeypatch.delenv("VAE_PRECISION", raising=False)
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    with mock.patch.object(utils, "cpu_has_amx_bf16", return_value=True):
+    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=True):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("bf16", torch.bfloat16, True)
-    with mock.patch.object(utils, "cpu_has_amx_bf16", return_value=False):
+    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=False):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("fp32", None, True)
         assert resolve_precision("auto", mps) == utils.Precision("fp32", None, False)
@@ -138,38 +139,78 @@ def test_precision_auto_resolves_by_device_and_capability():
                 assert (p.name, p.channels_last) == (expected, True)
 
 
-@pytest.mark.parametrize(
-    ("amx", "onednn_bf16", "isa_cap", "expected"),
-    [
-        (True, True, None, True),  # AMX CPU (Sapphire Rapids on): bf16 is 2.2x faster
-        (False, True, None, False),  # AVX-512 with or without BF16: oneDNN says yes, but slower
-        (True, False, None, False),  # a build whose oneDNN has no bf16
-        (True, True, "AVX512_CORE_BF16", False),  # oneDNN capped below AMX
-        (True, True, "avx512_core_amx", True),
-        (True, True, "ALL", True),
-    ],
-)
-def test_cpu_bf16_needs_amx_not_just_onednn_support(monkeypatch, amx, onednn_bf16, isa_cap,
-                                                    expected):
+@pytest.mark.parametrize(("env", "native", "expected"), [
+    ("fp32", True, "fp32"), ("BF16", False, "bf16"), (" auto ", True, "bf16"),
+    ("auto", False, "fp32"), ("", True, "bf16"),
+])
+def test_vae_precision_environment_variable_overrides_auto_but_not_an_explicit_choice(
+        monkeypatch, env, native, expected):
+    monkeypatch.setenv("VAE_PRECISION", env)
+    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=native):
+        assert resolve_precision("auto", torch.device("cpu")).name == expected
+        assert resolve_precision("fp32", torch.device("cpu")).name == "fp32"
+        assert resolve_precision("bf16", torch.device("cpu")).name == "bf16"
+
+
+def test_a_misspelled_vae_precision_is_refused_by_name(monkeypatch):
+    monkeypatch.setenv("VAE_PRECISION", "bfloat16")
+    with pytest.raises(ValueError, match="VAE_PRECISION must be fp32, bf16 or auto"):
+        resolve_precision("auto", torch.device("cpu"))
+
+
+def _cpu(monkeypatch, amx=False, avx512_bf16=False, avx512=False, avx2=True, onednn_bf16=None,
+         isa_cap=None):
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
+    monkeypatch.delenv("VAE_PRECISION", raising=False)
     if isa_cap is None:
         monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     else:
         monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_cap)
-    with mock.patch.object(torch.cpu, "_is_amx_tile_supported", return_value=amx), \
-            mock.patch.object(torch.ops.mkldnn, "_is_mkldnn_bf16_supported",
-                              return_value=onednn_bf16):
-        assert utils.cpu_has_amx_bf16() is expected
-        assert resolve_precision("auto", torch.device("cpu")).name == (
-            "bf16" if expected else "fp32")
+    if onednn_bf16 is None:  # oneDNN reports bf16 (emulated or not) on every AVX-512 CPU
+        onednn_bf16 = avx512 or avx512_bf16 or amx
+    for name, value in [("_is_amx_tile_supported", amx), ("_is_avx512_bf16_supported",
+                        avx512_bf16), ("_is_avx512_supported", avx512),
+                        ("_is_avx2_supported", avx2)]:
+        monkeypatch.setattr(torch.cpu, name, lambda v=value: v)
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
+
+
+_SPR = dict(amx=True, avx512_bf16=True, avx512=True)  # Intel Xeon, Sapphire Rapids on
+_ZEN4 = dict(avx512_bf16=True, avx512=True)  # AMD EPYC Zen 4/5, Intel Cooper Lake
+_ICL = dict(avx512=True)  # Ice Lake / Tiger Lake laptops, Skylake-X, Cascade Lake
+_AVX2 = dict()  # most laptops
+
+
+@pytest.mark.parametrize(
+    ("cpu", "isa_cap", "onednn_bf16", "kind", "expected"),
+    [
+        (_SPR, None, None, "amx", "bf16"),  # measured 2.2x faster than fp32
+        (_ZEN4, None, None, "avx512-bf16", "bf16"),  # measured 1.75x faster on a Zen 4
+        (_ICL, None, None, "avx512", "fp32"),  # oneDNN says yes, but emulated: 0.24x
+        (_AVX2, None, None, "avx2", "fp32"),
+        (_SPR, None, False, "amx", "fp32"),  # a build whose oneDNN has no bf16
+        (_SPR, "AVX512_CORE_BF16", None, "avx512-bf16", "bf16"),  # capped below AMX
+        (_SPR, "avx512_core_amx", None, "amx", "bf16"),
+        (_SPR, "ALL", None, "amx", "bf16"),
+        (_SPR, "AVX512_CORE", None, "avx512", "fp32"),  # capped below bf16
+        (_ZEN4, "AVX2", None, "avx2", "fp32"),
+        (_SPR, "AVX", None, "other", "fp32"),
+    ],
+)
+def test_auto_picks_bf16_exactly_where_the_cpu_computes_it_natively(
+        monkeypatch, cpu, isa_cap, onednn_bf16, kind, expected):
+    _cpu(monkeypatch, **cpu, onednn_bf16=onednn_bf16, isa_cap=isa_cap)
+    assert utils.cpu_kind() == kind
+    assert utils.cpu_has_native_bf16() is (expected == "bf16")
+    assert resolve_precision("auto", torch.device("cpu")).name == expected
 
 
 @pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
 @pytest.mark.skipif(bool(os.environ.get("ONEDNN_MAX_CPU_ISA")
                          or os.environ.get("DNNL_MAX_CPU_ISA")),
                     reason="oneDNN was capped for this whole process")
-def test_cpu_bf16_probe_matches_this_machines_cpu_flags(monkeypatch):
-    """Unmocked: the probe agrees with the kernel's CPU flags (CI's CPU has AMX, a laptop not)."""
+def test_cpu_probe_matches_this_machines_cpu_flags(monkeypatch):
+    """Unmocked: the probe agrees with the kernel's CPU flags, whatever CPU runs the tests."""
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
     monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
     flags = set()
@@ -177,7 +218,18 @@ def test_cpu_bf16_probe_matches_this_machines_cpu_flags(monkeypatch):
         if line.startswith("flags"):
             flags = set(line.split(":", 1)[1].split())
             break
-    assert utils.cpu_has_amx_bf16() is ("amx_tile" in flags and "amx_bf16" in flags)
+    if "amx_tile" in flags and "amx_bf16" in flags:
+        kind = "amx"
+    elif "avx512_bf16" in flags:
+        kind = "avx512-bf16"
+    elif "avx512f" in flags:
+        kind = "avx512"
+    elif "avx2" in flags:
+        kind = "avx2"
+    else:
+        kind = "other"
+    assert utils.cpu_kind() == kind
+    assert utils.cpu_has_native_bf16() is (kind in ("amx", "avx512-bf16"))
 
 
 def test_model_comes_back_in_the_default_memory_format(mnist_loaders):
@@ -261,3 +313,65 @@ def test_deterministic_sets_and_then_restores_every_global_setting(monkeypatch):
         pass
     assert not torch.are_deterministic_algorithms_enabled()
     assert not torch.is_deterministic_algorithms_warn_only_enabled()
+
+
+class _StopAfter:
+    """A loader that raises KeyboardInterrupt after ``n`` batches in all, as if the run was
+    killed mid-epoch."""
+
+    def __init__(self, loader, n):
+        self.loader, self.n, self.generator = loader, n, getattr(loader, "generator", None)
+        self.sampler = loader.sampler
+
+    def __len__(self):
+        return len(self.loader)
+
+    def __iter__(self):
+        for batch in self.loader:
+            if self.n == 0:
+                raise KeyboardInterrupt
+            self.n -= 1
+            yield batch
+
+
+def test_onecycle_warms_up_to_the_peak_then_anneals_and_resumes_on_the_same_curve(tmp_path):
+    from helper_lib.data import get_dataloaders
+
+    def fresh():
+        train, _, _ = get_dataloaders(batch_size=64, train_subset=256, seed=5)
+        torch.manual_seed(5)
+        return ConvVAE(), train
+
+    kw = dict(epochs=3, lr=4e-3, schedule="onecycle", seed=5, precision="fp32", device="cpu",
+              progress=False)
+    model, train = fresh()
+    straight = train_vae(model, train, **kw)
+    steps = 3 * len(train)
+    assert len(straight.lr) == steps
+    peak = max(range(steps), key=straight.lr.__getitem__)
+    assert straight.lr[0] == pytest.approx(4e-3 / 25)  # OneCycleLR's div_factor
+    assert peak == round(0.3 * steps) - 1 or peak == round(0.3 * steps)
+    assert straight.lr[peak] == pytest.approx(4e-3, rel=0.02)
+    assert straight.lr[-1] < 4e-3 / 1000
+
+    # Killed in the middle of epoch 2, then resumed: the same steps as without the kill.
+    model, train = fresh()
+    ckpt = tmp_path / "state.pt"
+    with pytest.raises(KeyboardInterrupt):
+        train_vae(model, _StopAfter(train, len(train) + 2), checkpoint_path=ckpt, **kw)
+    model, train = fresh()
+    resumed = train_vae(model, train, checkpoint_path=ckpt, **kw)
+    assert resumed.lr == straight.lr
+    assert resumed.batch == straight.batch
+
+    # Constant (the lecture's) is another run entirely; and a one-cycle run cannot be stretched.
+    model, train = fresh()
+    constant = train_vae(model, train, **{**kw, "schedule": "constant"})
+    assert set(constant.lr) == {4e-3} and constant.batch != straight.batch
+    model, train = fresh()
+    with pytest.raises(ValueError, match="one-cycle run of 3 epochs.*asked: 4 epochs"):
+        train_vae(model, train, checkpoint_path=ckpt, **{**kw, "epochs": 4})
+    with pytest.raises(ValueError, match="schedule='onecycle', not 'constant'"):
+        train_vae(model, train, checkpoint_path=ckpt, **{**kw, "schedule": "constant"})
+    with pytest.raises(ValueError, match="schedule must be one of constant, onecycle"):
+        train_autoencoder(ConvAutoencoder(), train, epochs=1, schedule="cosine")
