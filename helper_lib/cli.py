@@ -33,18 +33,15 @@ from .checkpoints import (
 from .data import DatasetCorruptError, DatasetNotFoundError, get_dataloaders
 from .evaluate import (
     REFERENCE_EVAL,
-    active_units,
     evaluate_autoencoder,
     evaluate_classifier,
     evaluate_vae,
-    importance_weighted_log_likelihood,
     model_device,
     reference_eval,
-    standard_error,
-    vae_losses_per_image,
 )
 from .history import History
 from .models import ConvAutoencoder, ConvVAE, MnistClassifier, count_parameters
+from .report import evaluation_report
 from .train import (
     RECIPES,
     SCHEDULES,
@@ -235,15 +232,6 @@ def _device_name(device: torch.device, cpuinfo: str = "/proc/cpuinfo") -> str:
     return device.type
 
 
-def _reconstruction_at_mean(model: nn.Module, loader: Any) -> dict[str, float]:
-    """Summed squared error per image of decode(embed(x)), mean and standard error."""
-    from .evaluate import reconstruct
-
-    per = torch.cat([(reconstruct(model, x) - x).square().flatten(1).sum(1).double()
-                     for x, *_ in loader])
-    return {"mean": per.mean().item(), "se": standard_error(per), "images": len(per)}
-
-
 def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     payload = load_checkpoint(args.checkpoint)
     model = load_model(args.checkpoint, device=args.device if args.device != "auto"
@@ -251,46 +239,16 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     meta = payload.get("metadata", {})
     train_loader, _, test_loader = get_dataloaders(meta.get("dataset", "mnist"), batch_size=256,
                                                    root=args.data_root)
+    judge = None
+    if args.classifier and not isinstance(model, MnistClassifier):
+        judge = load_model(args.classifier, device=model_device(model))
     report: dict[str, Any] = {"checkpoint": str(args.checkpoint),
                               "parameters": count_parameters(model)}
-    if isinstance(model, ConvVAE):
-        kind = meta.get("loss", {}).get("kind", "mse")
-        per = vae_losses_per_image(model, test_loader, kind=kind, max_items=args.max_images)
-        report["test"] = evaluate_vae(model, test_loader, kind=kind, max_items=args.max_images)
-        report["test_se"] = {"reconstruction": standard_error(per["reconstruction"]),
-                             "kl": standard_error(per["kl"]),
-                             "total": standard_error(per["reconstruction"] + per["kl"]),
-                             "images": len(per["kl"])}
-        if args.k > 0:
-            t0 = time.perf_counter()
-            iw_items = args.iw_images or args.max_images
-            values = importance_weighted_log_likelihood(
-                model, test_loader, k=args.k, kind=kind, max_items=iw_items, progress=True,
-                per_image=True)
-            report["iw_log_likelihood"] = {
-                "nats_per_image": values.mean().item(),
-                "se": standard_error(values),
-                "k": args.k,
-                "likelihood": ("Gaussian N(x_hat, 0.5 I), a density" if kind == "mse"
-                               else "Bernoulli per pixel"),
-                "images": len(values),
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-        au = active_units(model, test_loader, max_items=args.max_images)
-        report["active_units"] = {"count": au.count, "of": model.latent_dim,
-                                  "variances": [round(v, 4) for v in au.variances.tolist()]}
-    elif isinstance(model, MnistClassifier):
-        report["test"] = evaluate_classifier(model, test_loader, max_items=args.max_images)
-    else:
-        report["test"] = evaluate_autoencoder(model, test_loader, max_items=args.max_images)
-    if not isinstance(model, MnistClassifier):
-        report["reconstruction_at_mean"] = _reconstruction_at_mean(model, test_loader)
-    if args.classifier and not isinstance(model, MnistClassifier):
-        from .sample_quality import prior_sample_report
-
-        judge = load_model(args.classifier, device=model_device(model))
-        report["samples"] = prior_sample_report(model, judge, test_loader, train_loader,
-                                                n=args.samples)
+    report.update(evaluation_report(
+        model, test_loader, kind=meta.get("loss", {}).get("kind", "mse"), k=args.k,
+        iw_images=args.iw_images, max_images=args.max_images, classifier=judge,
+        train_loader=train_loader, samples=args.samples, progress=True))
+    if judge is not None:
         report["samples"]["classifier"] = str(args.classifier)
     print(json.dumps(report, indent=2))
     if args.save:

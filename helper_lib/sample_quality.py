@@ -93,7 +93,7 @@ def sample_quality(classifier: nn.Module, images: Tensor,
     feats, probs = classifier_features(classifier, images)
     share = torch.bincount(probs.argmax(1), minlength=10).double() / len(probs)
     nonzero = share[share > 0]
-    entropy = float(-(nonzero * nonzero.log()).sum())
+    entropy = float(-(nonzero * nonzero.log()).sum()) + 0.0  # no -0.0 for a single class
     mu, cov = gaussian_stats(feats)
     return SampleQuality(confidence=float(probs.max(1).values.mean()),
                          class_entropy=entropy,
@@ -143,15 +143,17 @@ def prior_sample_report(
     train_loader: DataLoader | None = None,
     n: int = 10_000,
     seed: int = 0,
+    reference_images: int | None = None,
 ) -> dict[str, dict[str, float | list[float]]]:
     """Score ``n`` decoded prior samples of ``model`` against the test images.
 
     Returns ``{"standard_normal": scores}`` for z ~ N(0, I) and, when ``train_loader`` is given
     and ``model`` is an autoencoder (no ``reparameterize``), also ``{"fitted_gaussian": ...}``
     for z ~ N(mean, cov) of its training codes (:func:`fit_code_gaussian`). ``scores`` holds
-    ``confidence``, ``class_entropy``, ``frechet`` and ``class_share`` (a list of 10).
+    ``confidence``, ``class_entropy``, ``frechet`` and ``class_share`` (a list of 10). The
+    reference features come from the first ``reference_images`` test images (default: all).
     """
-    test_images = torch.cat([x for x, *_ in test_loader])
+    test_images = torch.cat([x for x, *_ in test_loader])[:reference_images]
     reference = gaussian_stats(classifier_features(classifier, test_images)[0])
     priors: dict[str, tuple[Tensor, Tensor] | None] = {"standard_normal": None}
     if train_loader is not None and not hasattr(model, "reparameterize"):

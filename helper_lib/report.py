@@ -1,0 +1,115 @@
+"""One test-set report for a trained model: what ``python -m helper_lib evaluate`` prints and
+stores, and what notebook 06 tabulates.
+
+For a VAE: the loss terms with standard errors, the importance-weighted log-likelihood with its
+standard error, active units. For every generative model: the reconstruction error at the
+posterior mean (or the autoencoder's code), and optionally a classifier's verdict on decoded
+prior samples (:mod:`helper_lib.sample_quality`). For a classifier: loss and accuracy.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader
+
+from .evaluate import (
+    active_units,
+    evaluate_autoencoder,
+    evaluate_classifier,
+    evaluate_vae,
+    importance_weighted_log_likelihood,
+    reconstruct,
+    standard_error,
+    vae_losses_per_image,
+)
+from .models import ConvVAE, MnistClassifier
+
+__all__ = ["evaluation_report", "reconstruction_at_mean"]
+
+
+def reconstruction_at_mean(model: nn.Module, loader: DataLoader,
+                           max_items: int | None = None) -> dict[str, float]:
+    """Summed squared error per image of ``decode(embed(x))`` (no sampling): mean, standard
+    error and image count. Comparable between VAEs and autoencoders."""
+    per, seen = [], 0
+    for x, *_ in loader:
+        if max_items is not None:
+            x = x[: max_items - seen]
+            if len(x) == 0:
+                break
+        per.append((reconstruct(model, x) - x).square().flatten(1).sum(1).double())
+        seen += len(x)
+    values = torch.cat(per)
+    return {"mean": values.mean().item(), "se": standard_error(values), "images": len(values)}
+
+
+def evaluation_report(
+    model: nn.Module,
+    test_loader: DataLoader,
+    kind: str = "mse",
+    k: int = 100,
+    iw_images: int | None = None,
+    max_images: int | None = None,
+    classifier: nn.Module | None = None,
+    train_loader: DataLoader | None = None,
+    samples: int = 10_000,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Everything we measure about ``model`` on the test set, as plain Python values.
+
+    Args:
+        model: a ``ConvVAE``, ``ConvAutoencoder`` or ``MnistClassifier``.
+        kind: the VAE's reconstruction loss (``"mse"`` or ``"bce"``).
+        k: importance samples per image for the log-likelihood (0 skips it).
+        iw_images: the log-likelihood on the first N test images only (default: as
+            ``max_images``).
+        max_images: every other measurement on the first N test images (default: all).
+        classifier: if given, decoded prior samples are scored
+            (:func:`helper_lib.sample_quality.prior_sample_report`); ``train_loader`` then
+            provides an autoencoder's codes for its fitted-Gaussian baseline.
+        samples: how many prior samples to score.
+
+    Returns keys ``test`` (means), and for a VAE ``test_se``, ``iw_log_likelihood``,
+    ``active_units``; ``reconstruction_at_mean`` and ``samples`` for generative models.
+    """
+    report: dict[str, Any] = {}
+    if isinstance(model, MnistClassifier):
+        report["test"] = evaluate_classifier(model, test_loader, max_items=max_images)
+        return report
+    if isinstance(model, ConvVAE):
+        per = vae_losses_per_image(model, test_loader, kind=kind, max_items=max_images)
+        report["test"] = evaluate_vae(model, test_loader, kind=kind, max_items=max_images)
+        report["test_se"] = {"reconstruction": standard_error(per["reconstruction"]),
+                             "kl": standard_error(per["kl"]),
+                             "total": standard_error(per["reconstruction"] + per["kl"]),
+                             "images": len(per["kl"])}
+        if k > 0:
+            t0 = time.perf_counter()
+            values = importance_weighted_log_likelihood(
+                model, test_loader, k=k, kind=kind, max_items=iw_images or max_images,
+                progress=progress, per_image=True)
+            report["iw_log_likelihood"] = {
+                "nats_per_image": values.mean().item(),
+                "se": standard_error(values),
+                "k": k,
+                "likelihood": ("Gaussian N(x_hat, 0.5 I), a density" if kind == "mse"
+                               else "Bernoulli per pixel"),
+                "images": len(values),
+                "seconds": round(time.perf_counter() - t0, 1),
+            }
+        au = active_units(model, test_loader, max_items=max_images)
+        report["active_units"] = {"count": au.count, "of": model.latent_dim,
+                                  "variances": [round(v, 4) for v in au.variances.tolist()]}
+    else:
+        report["test"] = evaluate_autoencoder(model, test_loader, max_items=max_images)
+    report["reconstruction_at_mean"] = reconstruction_at_mean(model, test_loader, max_images)
+    if classifier is not None:
+        from .sample_quality import prior_sample_report
+
+        report["samples"] = prior_sample_report(model, classifier, test_loader, train_loader,
+                                                n=samples, reference_images=max_images)
+    return report

@@ -1,0 +1,174 @@
+"""Figures for notebook 06: measurements across the sweep of :mod:`helper_lib.sweep`.
+
+Each function takes the reports of :func:`helper_lib.sweep.get_report` (plain dicts) or the
+models themselves, and returns a Figure (never shown by the library; see
+:mod:`helper_lib.plotting`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor, nn
+from torchvision.utils import make_grid
+
+from .evaluate import collect_latents, reconstruct
+from .plotting import _finish, plt
+from .sample_quality import decode_prior_samples
+
+__all__ = ["plot_against_latent_size", "plot_sample_quality", "plot_rate_distortion",
+           "plot_model_rows", "plot_latent_pca"]
+
+Report = dict[str, Any]
+
+
+def _errorbar(ax: Any, x: list[float], reports: list[Report], path: tuple[str, ...],
+              se: tuple[str, ...] | None, **kw: Any) -> None:
+    def get(r: Report, keys: tuple[str, ...]) -> float:
+        for key in keys:
+            r = r[key]
+        return float(r)
+
+    y = [get(r, path) for r in reports]
+    err = [get(r, se) for r in reports] if se else None
+    ax.errorbar(x, y, yerr=err, marker="o", capsize=3, **kw)
+
+
+def plot_against_latent_size(vae: dict[int, Report], ae: dict[int, Report]) -> Figure:
+    """Four panels against the latent size D (log scale): reconstruction error at the code
+    (VAE and AE), KL, importance-weighted log-likelihood, active units. Error bars: ±1 SE."""
+    fig, axes = plt.subplots(1, 4, figsize=(15, 3.6), layout="constrained")
+    dv, da = sorted(vae), sorted(ae)
+    rv, ra = [vae[d] for d in dv], [ae[d] for d in da]
+    _errorbar(axes[0], dv, rv, ("reconstruction_at_mean", "mean"),
+              ("reconstruction_at_mean", "se"), label="VAE (decoded μ)")
+    _errorbar(axes[0], da, ra, ("reconstruction_at_mean", "mean"),
+              ("reconstruction_at_mean", "se"), label="autoencoder", color="C3")
+    axes[0].set_title("reconstruction error")
+    axes[0].set_ylabel("squared error per image (sum of 784 pixels)")
+    axes[0].legend(fontsize=8)
+    _errorbar(axes[1], dv, rv, ("test", "kl"), ("test_se", "kl"), label="KL")
+    axes[1].set_title("KL(q(z|x) ‖ p(z)), the rate")
+    axes[1].set_ylabel("nats per image")
+    iw = [r for r in rv if "iw_log_likelihood" in r]
+    if iw:
+        _errorbar(axes[2], [d for d, r in zip(dv, rv, strict=True) if "iw_log_likelihood" in r],
+                  iw, ("iw_log_likelihood", "nats_per_image"), ("iw_log_likelihood", "se"))
+        axes[2].set_title(f"log-likelihood, k = {iw[0]['iw_log_likelihood']['k']}")
+    axes[2].set_ylabel("nats per image (Gaussian density)")
+    axes[3].bar([str(d) for d in dv], [r["active_units"]["count"] for r in rv], color="C0",
+                label="active")
+    axes[3].plot([str(d) for d in dv], dv, "k_", ms=30, label="D (all units)")
+    axes[3].set_title("active units (Var μ > 0.01)")
+    axes[3].legend(fontsize=8)
+    for ax in axes[:3]:
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(dv, [str(d) for d in dv])
+    for ax in axes:
+        ax.set_xlabel("latent size D")
+    return _finish(fig, None)
+
+
+def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
+    """Fréchet distance, classifier confidence and class entropy of prior samples against D,
+    one line per sampler (e.g. ``{"VAE, N(0, I)": {2: scores, 4: ...}, ...}``)."""
+    fig, axes = plt.subplots(1, 3, figsize=(13, 3.6), layout="constrained")
+    keys = (("frechet", "Fréchet distance to the test images\n(lower is better)"),
+            ("confidence", "classifier's mean confidence"),
+            ("class_entropy", "entropy of the predicted classes (nats)"))
+    for i, (label, by_d) in enumerate(rows.items()):
+        ds = sorted(by_d)
+        for ax, (key, _) in zip(axes, keys, strict=True):
+            ax.plot(ds, [by_d[d][key] for d in ds], "o-", color=f"C{[0, 3, 2, 1][i % 4]}",
+                    label=label)
+    for ax, (_key, title) in zip(axes, keys, strict=True):
+        ax.set_xscale("log", base=2)
+        ds = sorted({d for by_d in rows.values() for d in by_d})
+        ax.set_xticks(ds, [str(d) for d in ds])
+        ax.set_xlabel("latent size D")
+        ax.set_title(title)
+    axes[0].set_yscale("log")
+    axes[2].axhline(np.log(10), color="grey", ls=":", label="log 10: every digit equally")
+    axes[2].legend(fontsize=8)
+    return _finish(fig, None)
+
+
+def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
+    """Rate (KL) against distortion (squared error at μ) for each β, labelled with β and the
+    number of active units."""
+    fig, ax = plt.subplots(figsize=(6.2, 4.4), layout="constrained")
+    betas = sorted(reports)
+    x = [reports[b]["reconstruction_at_mean"]["mean"] for b in betas]
+    y = [reports[b]["test"]["kl"] for b in betas]
+    ax.plot(x, y, "o-", color="C0")
+    for b, xi, yi in zip(betas, x, y, strict=True):
+        au = reports[b]["active_units"]
+        ax.annotate(f"β={b:g}: {au['count']}/{au['of']} active", (xi, yi),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+    ax.set_yscale("symlog", linthresh=1)
+    ax.set_xlabel("distortion: squared error per image at μ")
+    ax.set_ylabel("rate: KL per image (nats)")
+    ax.set_title("the β trade-off (VAE, D = 16)")
+    return _finish(fig, None)
+
+
+def _grid(images: Tensor, nrow: int) -> np.ndarray:
+    return make_grid(images.float().clamp(0, 1), nrow=nrow, padding=2, pad_value=0.0)[0].numpy()
+
+
+def plot_model_rows(models: dict[str, nn.Module], images: Tensor, n_samples: int = 10,
+                    seed: int = 0, gaussians: dict[str, tuple[Tensor, Tensor]] | None = None
+                    ) -> Figure:
+    """One row per model: the reconstructions of ``images`` (left) and ``n_samples`` decoded
+    prior samples (right; ``z ~ N(0, I)``, or ``gaussians[label]`` where given). The first row
+    shows the originals."""
+    n = len(images)
+    fig, axes = plt.subplots(len(models) + 1, 2, figsize=(0.62 * (n + n_samples) + 1.8,
+                                                           0.75 * (len(models) + 1) + 0.5),
+                             layout="constrained", squeeze=False,
+                             gridspec_kw={"width_ratios": [n, n_samples]})
+    axes[0, 0].imshow(_grid(images, n), cmap="binary", vmin=0, vmax=1)
+    axes[0, 0].set_ylabel("originals", rotation=0, ha="right", va="center", fontsize=9)
+    axes[0, 0].set_title("test images and their reconstructions", fontsize=10)
+    axes[0, 1].set_title("decoded prior samples", fontsize=10)
+    for row, (label, model) in enumerate(models.items(), start=1):
+        axes[row, 0].imshow(_grid(reconstruct(model, images), n), cmap="binary", vmin=0, vmax=1)
+        gaussian = (gaussians or {}).get(label)
+        samples = decode_prior_samples(model, n_samples, seed=seed, gaussian=gaussian)
+        axes[row, 1].imshow(_grid(samples, n_samples), cmap="binary", vmin=0, vmax=1)
+        axes[row, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    for ax in axes.flat:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    axes[0, 1].axis("off")
+    return _finish(fig, None)
+
+
+def plot_latent_pca(models: dict[str, nn.Module], loader: Any,
+                    max_items: int = 2000) -> Figure:
+    """The posterior means of test images, projected on their first two principal components,
+    coloured by digit; one panel per model (a map of a latent space of any size)."""
+    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.5),
+                             layout="constrained", squeeze=False)
+    for ax, (label, model) in zip(axes[0], models.items(), strict=True):
+        codes, labels = collect_latents(model, loader, max_items=max_items)
+        centred = codes.double() - codes.double().mean(0)
+        if centred.abs().max() < 1e-9:  # a collapsed code: every image at one point
+            xy = torch.zeros(len(codes), 2)
+            share = [0.0, 0.0]
+        else:
+            _, s, v = torch.linalg.svd(centred, full_matrices=False)
+            xy = (centred @ v[:2].T).float() if v.shape[0] > 1 else torch.cat(
+                [centred @ v[:1].T, torch.zeros(len(codes), 1)], 1).float()
+            share = (s.square() / s.square().sum())[:2].tolist() + [0.0]
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5,
+                             vmax=9.5)
+        ax.set_title(f"{label}\n(PCs: {100 * share[0]:.0f} % + {100 * share[1]:.0f} % "
+                     "of the variance)", fontsize=9)
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.colorbar(scatter, ax=axes[0, -1], ticks=range(10), label="digit")
+    return _finish(fig, None)
