@@ -51,7 +51,13 @@ def reconstruction_loss(x_hat: Tensor, x: Tensor, kind: str = "mse") -> Tensor:
     if kind == "mse":
         per_pixel = F.mse_loss(x_hat, x, reduction="none")
     elif kind == "bce":
-        per_pixel = F.binary_cross_entropy(x_hat, x, reduction="none")
+        # F.binary_cross_entropy's value (logs clamped at -100 as torch does), written out so
+        # that a NaN from a diverged decoder propagates to the training loop's NaN guard
+        # (a clear "try a lower learning rate") instead of raising "input should be between
+        # 0 and 1" from inside torch.
+        log_p = torch.log(x_hat).clamp_min(-100.0)
+        log_not_p = torch.log1p(-x_hat).clamp_min(-100.0)
+        per_pixel = -(x * log_p + (1 - x) * log_not_p)
     else:
         raise ValueError(f"kind must be 'mse' or 'bce', got {kind!r}")
     return per_pixel.flatten(start_dim=1).sum(dim=1)

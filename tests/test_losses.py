@@ -93,3 +93,20 @@ def test_mse_loss_is_the_gaussian_negative_log_likelihood_with_variance_one_half
     nll = -Normal(x_hat, math.sqrt(0.5)).log_prob(x).sum(-1)
     const = 0.5 * 10 * math.log(math.pi)
     assert torch.allclose(reconstruction_loss(x_hat, x, "mse") + const, nll, atol=1e-5)
+
+
+def test_a_nan_reconstruction_gives_a_nan_bce_for_the_nan_guard_not_a_torch_error():
+    x = torch.rand(2, 1, 28, 28)
+    x_hat = torch.rand(2, 1, 28, 28).clamp(0.01, 0.99)
+    x_hat[1, 0, 3, 4] = float("nan")  # a diverged decoder
+    loss = reconstruction_loss(x_hat, x, "bce")
+    assert torch.isfinite(loss[0]) and torch.isnan(loss[1])
+    ours = reconstruction_loss(x_hat[:1].requires_grad_(), x[:1], "bce")
+    x_ref = x_hat[:1].detach().clone().requires_grad_()
+    theirs = F.binary_cross_entropy(x_ref, x[:1], reduction="sum")
+    torch.testing.assert_close(ours.sum(), theirs)
+    # gradients agree too (the leaf is a fresh copy for each)
+    leaf = x_hat[:1].detach().clone().requires_grad_()
+    reconstruction_loss(leaf, x[:1], "bce").sum().backward()
+    theirs.backward()
+    torch.testing.assert_close(leaf.grad, x_ref.grad)
