@@ -246,6 +246,7 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
                               "parameters": count_parameters(model)}
     report.update(evaluation_report(
         model, test_loader, kind=meta.get("loss", {}).get("kind", "mse"), k=args.k,
+        reconstruction_weight=meta.get("loss", {}).get("reconstruction_weight", 1.0),
         iw_images=args.iw_images, max_images=args.max_images, classifier=judge,
         train_loader=train_loader, samples=args.samples, progress=True))
     if judge is not None:

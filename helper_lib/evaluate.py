@@ -195,14 +195,17 @@ def reference_eval(model: nn.Module, loader: DataLoader, kind: str = "mse") -> d
     return evaluate_autoencoder(model, loader, max_items=n, precision=REFERENCE_EVAL["precision"])
 
 
-def _log_likelihood_of_x(x_hat: Tensor, x: Tensor, kind: str) -> Tensor:
+def _log_likelihood_of_x(x_hat: Tensor, x: Tensor, kind: str,
+                         reconstruction_weight: float = 1.0) -> Tensor:
     """log p(x | z) per sample, ``[N]``, for the decoder's output ``x_hat`` ``[N, ...]``."""
     if kind == "bce":
         return -reconstruction_loss(x_hat, x, "bce")
     if kind == "mse":
-        # N(x; x_hat, sigma^2 I) with sigma^2 = 1/2:  -||x - x_hat||^2 - (P/2) log(pi)
-        pixels = x[0].numel()
-        return -reconstruction_loss(x_hat, x, "mse") - 0.5 * pixels * math.log(math.pi)
+        # N(x; x_hat, sigma^2 I) with sigma^2 = 1 / (2 alpha):
+        #   -alpha ||x - x_hat||^2 - (P / 2) log(pi / alpha)
+        alpha, pixels = reconstruction_weight, x[0].numel()
+        return (-alpha * reconstruction_loss(x_hat, x, "mse")
+                - 0.5 * pixels * math.log(math.pi / alpha))
     raise ValueError(f"kind must be 'mse' or 'bce', got {kind!r}")
 
 
@@ -216,6 +219,7 @@ def importance_weighted_log_likelihood(
     chunk: int = 512,
     progress: bool = False,
     per_image: bool = False,
+    reconstruction_weight: float = 1.0,
 ) -> float | Tensor:
     """Importance-weighted estimate of the mean log p(x) per image, in nats (Burda et al., 2016).
 
@@ -230,10 +234,13 @@ def importance_weighted_log_likelihood(
 
     The decoder likelihood must match the training loss:
 
-    * ``kind="mse"``: Gaussian ``N(x_hat, sigma^2 I)`` with fixed ``sigma^2 = 1/2``, the
-      density whose negative log is the summed squared error plus
-      ``(784 / 2) log(pi)``. MNIST pixels are not continuous, so this is a *density*, not a
-      probability, and the number can be positive; compare it only between Gaussian models.
+    * ``kind="mse"``: Gaussian ``N(x_hat, sigma^2 I)`` with ``sigma^2 = 1 / (2 alpha)``, where
+      ``alpha = reconstruction_weight`` is the weight the model was trained with (the lecture's
+      alpha, 1 by default, i.e. ``sigma^2 = 1/2``): the density whose negative log is
+      ``alpha`` times the summed squared error plus ``(784 / 2) log(pi / alpha)``. Pass the
+      training alpha, or the estimate scores a different model than the one trained. MNIST
+      pixels are not continuous, so this is a *density*, not a probability, and the number
+      can be positive; compare it only between Gaussian models.
     * ``kind="bce"``: independent Bernoulli pixels, ``log p = -BCE`` (a proper likelihood for
       binarized images).
 
@@ -243,6 +250,8 @@ def importance_weighted_log_likelihood(
     """
     if k < 1:
         raise ValueError(f"k must be >= 1, got {k}")
+    if not reconstruction_weight > 0:
+        raise ValueError(f"reconstruction_weight must be > 0, got {reconstruction_weight}")
     n_images = len(loader.dataset) if max_items is None else min(max_items, len(loader.dataset))
     bar = tqdm(total=n_images, disable=not progress, unit="image", desc=f"IWLL k={k}")
     with _inference(model, seed) as device, bar:
@@ -264,7 +273,8 @@ def importance_weighted_log_likelihood(
                 log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
                 x_hat = model.decode(z.reshape(-1, z.shape[-1]))  # [kk * B, 1, 28, 28]
                 x_rep = x.unsqueeze(0).expand(kk, *x.shape).reshape(x_hat.shape)
-                log_px = _log_likelihood_of_x(x_hat, x_rep, kind).reshape(kk, len(x))
+                log_px = _log_likelihood_of_x(x_hat, x_rep, kind, reconstruction_weight)
+                log_px = log_px.reshape(kk, len(x))
                 log_w.append(log_px + log_prior - log_q)
             ll = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # [B]
             values.append(ll.double().cpu())

@@ -58,6 +58,7 @@ def evaluation_report(
     train_loader: DataLoader | None = None,
     samples: int = 10_000,
     progress: bool = False,
+    reconstruction_weight: float = 1.0,
 ) -> dict[str, Any]:
     """Everything we measure about ``model`` on the test set, as plain Python values.
 
@@ -72,6 +73,8 @@ def evaluation_report(
             (:func:`helper_lib.sample_quality.prior_sample_report`); ``train_loader`` then
             provides an autoencoder's codes for its fitted-Gaussian baseline.
         samples: how many prior samples to score.
+        reconstruction_weight: the alpha the VAE was trained with; it sets the Gaussian
+            decoder's variance in the log-likelihood (``sigma^2 = 1 / (2 alpha)``).
 
     Returns keys ``test`` (means), and for a VAE ``test_se``, ``iw_log_likelihood``,
     ``active_units``; ``reconstruction_at_mean`` and ``samples`` for generative models.
@@ -91,13 +94,13 @@ def evaluation_report(
             t0 = time.perf_counter()
             values = importance_weighted_log_likelihood(
                 model, test_loader, k=k, kind=kind, max_items=iw_images or max_images,
-                progress=progress, per_image=True)
+                progress=progress, per_image=True, reconstruction_weight=reconstruction_weight)
             report["iw_log_likelihood"] = {
                 "nats_per_image": values.mean().item(),
                 "se": standard_error(values),
                 "k": k,
-                "likelihood": ("Gaussian N(x_hat, 0.5 I), a density" if kind == "mse"
-                               else "Bernoulli per pixel"),
+                "likelihood": (f"Gaussian N(x_hat, {1 / (2 * reconstruction_weight):g} I), a "
+                               "density" if kind == "mse" else "Bernoulli per pixel"),
                 "images": len(values),
                 "seconds": round(time.perf_counter() - t0, 1),
             }

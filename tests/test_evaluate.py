@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.utils.data import DataLoader, TensorDataset
 
 from helper_lib.evaluate import (
     active_units,
@@ -109,3 +110,48 @@ def test_evaluating_the_wrong_kind_of_model_raises_a_clear_type_error(small_test
     model = ConvVAE() if fn is evaluate_autoencoder else ConvAutoencoder()
     with pytest.raises(TypeError, match="like Conv"):
         fn(model, small_test, max_items=8)
+
+
+class _LinearGaussianVAE(torch.nn.Module):
+    """x = W z + b + noise, noise ~ N(0, sigma^2 I), z ~ N(0, I), with W's columns orthogonal,
+    and an encoder that returns the *exact* posterior. Then p(x) = N(b, W W^T + sigma^2 I) in
+    closed form, and every importance weight equals p(x), so the estimate is exact for any k."""
+
+    latent_dim = 2
+
+    def __init__(self, sigma2):
+        super().__init__()
+        w = torch.zeros(6, 2, dtype=torch.float64)
+        w[0, 0], w[1, 1] = 1.5, 0.7
+        self.register_buffer("w", w)
+        self.register_buffer("b", torch.linspace(-0.5, 0.5, 6, dtype=torch.float64))
+        self.sigma2 = sigma2
+        self.dummy = torch.nn.Parameter(torch.zeros(1, dtype=torch.float64))
+
+    def encode(self, x):
+        precision = 1 + (self.w**2).sum(0) / self.sigma2  # diagonal, columns orthogonal
+        var = 1 / precision
+        mu = var * ((x.flatten(1).double() - self.b) @ self.w) / self.sigma2
+        return mu, var.log().expand_as(mu)
+
+    def decode(self, z):
+        return (z.double() @ self.w.T + self.b).view(-1, 1, 2, 3)
+
+    def log_px(self, x):
+        cov = self.w @ self.w.T + self.sigma2 * torch.eye(6, dtype=torch.float64)
+        return torch.distributions.MultivariateNormal(self.b, cov).log_prob(x.flatten(1).double())
+
+
+@pytest.mark.parametrize("alpha", [1.0, 2.0, 0.25])
+def test_iw_log_likelihood_is_exact_for_a_linear_gaussian_model_with_any_alpha(alpha):
+    model = _LinearGaussianVAE(sigma2=1 / (2 * alpha))
+    x = torch.randn(40, 1, 2, 3, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    loader = DataLoader(TensorDataset(x, torch.zeros(40)), batch_size=16)
+    exact = model.log_px(x)
+    for k in (1, 7):
+        got = importance_weighted_log_likelihood(model, loader, k=k, kind="mse", per_image=True,
+                                                 reconstruction_weight=alpha)
+        torch.testing.assert_close(got, exact, rtol=0, atol=2e-5)  # fp32 inside the loss
+    if alpha != 1.0:  # the old behaviour, sigma^2 = 1/2 whatever the model: a different number
+        wrong = importance_weighted_log_likelihood(model, loader, k=1, kind="mse")
+        assert abs(wrong - exact.mean().item()) > 0.5
