@@ -42,6 +42,7 @@ __all__ = [
     "plot_bce_vs_mse",
     "plot_kl_surface",
     "plot_sample_histogram",
+    "plot_ink_histogram",
     "plt",
 ]
 
@@ -332,11 +333,10 @@ def plot_bce_vs_mse(
         color = plt.get_cmap("tab10")(i)
         yy = torch.full_like(p, y)
         bce = torch.nn.functional.binary_cross_entropy(p, yy, reduction="none")
-        ax_b.plot(p, bce, color=color, label=f"target {y}")
         at = torch.nn.functional.binary_cross_entropy(torch.tensor(y), torch.tensor(y)).item()
+        # the value at the minimum goes into the legend: a label on the plot cut the curves
+        ax_b.plot(p, bce, color=color, label=f"target {y} (minimum {at:.3f})")
         ax_b.plot([y], [at], "o", color=color)
-        ax_b.annotate(f"{at:.3f}", (y, at), textcoords="offset points", xytext=(4, 6),
-                      color=color, fontsize=8, bbox=dict(fc="white", ec="none", pad=1))
         ax_m.plot(p, (p - y) ** 2, color=color, label=f"target {y}")
         ax_m.plot([y], [0.0], "o", color=color)
     ax_b.set(title="binary cross-entropy", xlabel="prediction $\\hat{x}$", ylabel="loss",
@@ -383,4 +383,28 @@ def plot_sample_histogram(
     ax.plot(xs, pdf, "k", lw=1.5, label=f"N({mu:g}, {sigma:g}$^2$) density")
     ax.set(xlabel="z", ylabel="density", title=title or "samples vs. target density")
     ax.legend(fontsize=8)
+    return _finish(fig, path)
+
+
+def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) -> Figure:
+    """Histogram of the grey values of all *ink* pixels (value > 0) in ``images [N, 1, 28, 28]``,
+    coloured by band (< 0.1, 0.1 to 0.9, >= 0.9), with each band's share in the legend."""
+    ink = images.detach().float().cpu().reshape(-1)
+    ink = ink[ink > 0].numpy()
+    fig, ax = plt.subplots(figsize=(6.4, 3.6), layout="constrained")
+    edges = np.linspace(0, 1, bins + 1)
+    counts, _ = np.histogram(ink, bins=edges)
+    centres = (edges[:-1] + edges[1:]) / 2
+    bands = [(0.0, 0.1, "C7", "faint (< 0.1)"), (0.1, 0.9, "C0", "grey (0.1 to 0.9)"),
+             (0.9, 1.01, "C3", "near-black (≥ 0.9)")]
+    for lo, hi, colour, name in bands:
+        sel = (centres >= lo) & (centres < hi)
+        share = ((ink >= lo) & (ink < hi)).mean()
+        ax.bar(centres[sel], counts[sel] / len(ink), width=edges[1] - edges[0], color=colour,
+               label=f"{name}: {100 * share:.1f} %")
+    ax.set_yscale("log")
+    ax.set_xlabel("pixel value (0 = background, 1 = full ink)")
+    ax.set_ylabel("share of the ink pixels")
+    ax.set_title(f"the {len(ink):,} ink pixels of {len(images):,} images", pad=8)
+    ax.legend(fontsize=8, loc="upper center")
     return _finish(fig, path)

@@ -109,6 +109,9 @@ def test_bce_vs_mse_marks_each_targets_entropy_and_zero():
         entropy = -(t * math.log(t) + (1 - t) * math.log(1 - t))  # BCE at a perfect match
         assert line.get_xdata()[0] == pytest.approx(t)
         assert line.get_ydata()[0] == pytest.approx(entropy, rel=1e-5)  # 0.500, 0.673
+    labels = ax_b.get_legend_handles_labels()[1]
+    assert labels == ["target 0.2 (minimum 0.500)", "target 0.4 (minimum 0.673)"]
+    assert not ax_b.texts  # no value labels on the plot, where they cut the curves
     curves = [line for line in ax_m.lines if line.get_marker() != "o"]
     x, y = curves[0].get_xdata(), curves[0].get_ydata()
     assert y.min() == pytest.approx(0.0, abs=1e-4) and x[y.argmin()] == pytest.approx(0.2, abs=0.01)
