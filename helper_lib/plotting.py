@@ -18,6 +18,7 @@ from collections.abc import Sequence
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import patheffects
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
@@ -43,6 +44,7 @@ __all__ = [
     "plot_kl_surface",
     "plot_sample_histogram",
     "plot_ink_histogram",
+    "plot_code_histograms",
     "plt",
 ]
 
@@ -215,6 +217,7 @@ def plot_latent_space(
     path: PathLike = None,
     latents: tuple[Tensor, Tensor] | None = None,
     legend: bool = True,
+    centroid_labels: bool = True,
 ) -> Figure:
     """Scatter of the 2-D codes (``mu`` for a VAE), coloured by label, with a legend.
 
@@ -229,6 +232,7 @@ def plot_latent_space(
         latents: codes you already have, ``(codes [N, 2], labels [N])`` as returned by
             ``collect_latents``; then ``loader`` is not needed and nothing is encoded again.
         legend: ``False`` leaves out the legend (e.g. on all but one of several panels).
+        centroid_labels: write each class's digit at the median of its codes.
     """
     if latents is not None:
         codes, labels = (torch.as_tensor(t).cpu() for t in latents)
@@ -249,6 +253,12 @@ def plot_latent_space(
     if legend:
         ax.legend(title="label", markerscale=5, fontsize=8, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
+    if centroid_labels:  # many small translucent dots blend; a label per class says which is which
+        for digit in labels.unique().tolist():
+            centre = codes[labels == digit].median(dim=0).values
+            ax.text(float(centre[0]), float(centre[1]), str(digit), ha="center", va="center",
+                    fontsize=11, fontweight="bold", color=cmap(digit % 10),
+                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
     ax.axhline(0, color="0.6", lw=0.5)
     ax.axvline(0, color="0.6", lw=0.5)
     if lims is not None:
@@ -298,26 +308,59 @@ def plot_latent_manifold(
     z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z_2
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
     fig = plot_decoded_points(model, z, nrow=n)
-    fig.set_size_inches(7, 7)
-    fig.axes[0].set_title(f"decoder over N(0, 1) quantiles {quantiles[0]:.2f}..{quantiles[1]:.2f}")
+    fig.set_size_inches(7.4, 7.4)
+    ax = fig.axes[0]
+    ax.set_axis_on()
+    centres = [2 + 30 * i + 14 for i in range(n)]  # make_grid: 2 px padding around 28 px tiles
+    every = 2 if n > 8 else 1
+    ax.set_xticks(centres[::every], [f"{v:.2f}" for v in axis.tolist()[::every]], fontsize=7)
+    ax.set_yticks(centres[::every], [f"{v:.2f}" for v in axis.flip(0).tolist()[::every]],
+                  fontsize=7)
+    for spine in ax.spines.values():
+        spine.set_visible(False)
+    ax.set_xlabel("$z_1$")
+    ax.set_ylabel("$z_2$")
+    share = (quantiles[1] - quantiles[0]) ** 2
+    ax.set_title(f"decoder over N(0, 1) quantiles {quantiles[0]:.2f}..{quantiles[1]:.2f} per "
+                 f"axis ({100 * share:.0f} % of the prior's mass)")
     return _finish(fig, path)
 
 
 def plot_interpolation(
-    model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int = 10, path: PathLike = None
+    model: nn.Module, x_a: Tensor, x_b: Tensor, steps: int = 10, path: PathLike = None,
+    latents: tuple[Tensor, Tensor] | None = None,
 ) -> Figure:
     """Decode evenly spaced points on the line between the codes of two images.
 
-    ``x_a``, ``x_b``: ``[1, 28, 28]`` or ``[1, 1, 28, 28]``. The first and last panels are the
-    reconstructions of the two endpoints.
+    ``x_a``, ``x_b``: ``[1, 28, 28]`` or ``[1, 1, 28, 28]``. The top row shows the two original
+    images at its ends and the ``steps`` decoded points between them; the first and last
+    decoded panels are the reconstructions of the two endpoints. For a 2-D latent space,
+    ``latents=(codes, labels)`` adds a map with the path drawn on it.
     """
     with _inference(model, None) as device:
         pair = torch.stack([x_a.reshape(1, 28, 28), x_b.reshape(1, 28, 28)]).to(device)
         za, zb = model.embed(pair)
     t = torch.linspace(0, 1, steps, device=za.device).unsqueeze(1)
-    z = (1 - t) * za + t * zb
-    return plot_decoded_points(model, z.cpu(), nrow=steps, title="interpolation in latent space",
-                               path=path)
+    z = ((1 - t) * za + t * zb).cpu()
+    with _inference(model, None) as device:
+        decoded = model.decode(z.to(device)).float().cpu()
+    row = torch.cat([pair[:1].cpu(), decoded, pair[1:].cpu()])  # [steps + 2, 1, 28, 28]
+    with_map = latents is not None and z.shape[1] == 2
+    width = max(6.0, 0.62 * (steps + 2))
+    fig = plt.figure(figsize=(width, 6.4 if with_map else 1.3), layout="constrained")
+    if with_map:  # the strip on top, the map with the path below it
+        strip_ax, map_ax = fig.subplots(2, 1, height_ratios=[1, 4.2])
+        plot_latent_space(model, latents=latents, ax=map_ax, legend=False,
+                          title="the path on the latent map")
+        map_ax.plot(z[:, 0], z[:, 1], "k.-", lw=1.2, ms=5)
+        map_ax.plot(z[[0, -1], 0], z[[0, -1], 1], "ko", ms=7, mfc="white")
+    else:
+        strip_ax = fig.subplots()
+    grid = make_grid(row.clamp(0, 1), nrow=len(row), padding=2, pad_value=0.0)
+    strip_ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
+    strip_ax.set_axis_off()
+    strip_ax.set_title("original, then the decoded path, then the other original", fontsize=10)
+    return _finish(fig, path)
 
 
 def plot_bce_vs_mse(
@@ -407,4 +450,22 @@ def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) ->
     ax.set_ylabel("share of the ink pixels")
     ax.set_title(f"the {len(ink):,} ink pixels of {len(images):,} images", pad=8)
     ax.legend(fontsize=8, loc="upper center")
+    return _finish(fig, path)
+
+
+def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None) -> Figure:
+    """One histogram per latent dimension of ``codes [N, D]`` (e.g. the posterior means), each
+    against the N(0, 1) density of the prior, with the dimension's mean and standard deviation.
+    """
+    c = codes.detach().float().cpu().numpy()
+    d = c.shape[1]
+    fig, axes = plt.subplots(1, d, figsize=(3.4 * d, 2.9), layout="constrained", squeeze=False)
+    xs = np.linspace(-4, 4, 300)
+    for j, ax in enumerate(axes[0]):
+        ax.hist(c[:, j], bins=bins, range=(-4, 4), density=True, alpha=0.6, color="C0",
+                label=f"$\\mu_{j + 1}$: mean {c[:, j].mean():.2f}, sd {c[:, j].std():.2f}")
+        ax.plot(xs, np.exp(-0.5 * xs**2) / np.sqrt(2 * np.pi), "k", lw=1.3, label="N(0, 1)")
+        ax.set_xlabel(f"$z_{j + 1}$")
+        ax.legend(fontsize=7, loc="upper left")
+    axes[0, 0].set_ylabel("density")
     return _finish(fig, path)

@@ -67,6 +67,20 @@ def test_model_figures_work_for_both_models(cls, mnist_loaders, tmp_path):
     # reconstructions: a 2 x 15 grid of 28 x 28 tiles (+ 2 px padding)
     image = figs["rec"].axes[0].images[0].get_array()
     assert image.shape == (2 * 30 + 2, 15 * 30 + 2)
+    # every class is labelled at its median code, and the manifold has z ticks
+    texts = sorted(t.get_text() for t in ax.texts)
+    codes, code_labels = plotting.collect_latents(model, test, max_items=500)
+    assert texts == sorted(str(d) for d in code_labels.unique().tolist())
+    three = next(t for t in ax.texts if t.get_text() == "3").get_position()
+    torch.testing.assert_close(torch.tensor(three, dtype=torch.float32),
+                               codes[code_labels == 3].median(dim=0).values)
+    manifold = figs["manifold"].axes[0]
+    quantiles = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(0.05, 0.95, 5))
+    assert [t.get_text() for t in manifold.get_xticklabels()] == [f"{q:.2f}" for q in quantiles]
+    assert manifold.get_xlabel() == "$z_1$" and "81 %" in manifold.get_title()
+    # the interpolation strip: both originals and the six decoded points
+    strip = figs["interp"].axes[0].images[0].get_array()
+    assert strip.shape == (30 + 2, 8 * 30 + 2)
 
 
 def test_latent_space_draws_into_a_given_axes(mnist_loaders):
