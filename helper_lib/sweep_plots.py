@@ -147,10 +147,15 @@ def plot_model_rows(models: dict[str, nn.Module], images: Tensor, n_samples: int
     return _finish(fig, None)
 
 
-def plot_latent_pca(models: dict[str, nn.Module], loader: Any,
-                    max_items: int = 2000) -> Figure:
+def plot_latent_pca(models: dict[str, nn.Module], loader: Any, max_items: int = 2000,
+                    limit: float = 4.0) -> Figure:
     """The posterior means of test images, projected on their first two principal components,
-    coloured by digit; one panel per model (a map of a latent space of any size)."""
+    coloured by digit; one panel per model (a map of a latent space of any size).
+
+    Every panel has the same axes, ``±limit`` (the prior's scale), so a collapsed code shows as
+    a dot in the middle instead of being blown up to fill its panel; the title gives the total
+    variance of the means (the prior's codes would have D).
+    """
     fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.5),
                              layout="constrained", squeeze=False)
     for ax, (label, model) in zip(axes[0], models.items(), strict=True):
@@ -166,9 +171,13 @@ def plot_latent_pca(models: dict[str, nn.Module], loader: Any,
             share = (s.square() / s.square().sum())[:2].tolist() + [0.0]
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5,
                              vmax=9.5)
-        ax.set_title(f"{label}\n(PCs: {100 * share[0]:.0f} % + {100 * share[1]:.0f} % "
-                     "of the variance)", fontsize=9)
-        ax.set_xticks([])
-        ax.set_yticks([])
+        total = float(centred.square().sum(1).mean())
+        ax.set_title(f"{label}\nvariance of μ {total:.3g}; PCs: {100 * share[0]:.0f} % + "
+                     f"{100 * share[1]:.0f} %", fontsize=9)
+        ax.set_xlim(-limit, limit)
+        ax.set_ylim(-limit, limit)
+        ax.set_aspect("equal")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
     fig.colorbar(scatter, ax=axes[0, -1], ticks=range(10), label="digit")
     return _finish(fig, None)
