@@ -43,6 +43,7 @@ __all__ = [
     "library_versions",
     "PRETRAINED_DIR",
     "PRETRAINED_NAMES",
+    "SWEEP_NAMES",
     "pretrained_path",
     "load_pretrained",
     "load_pretrained_history",
@@ -51,8 +52,16 @@ __all__ = [
 FORMAT = "helper_lib-checkpoint/1"
 #: Where the shipped checkpoints live (committed to git; see data/pretrained/README.md).
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
+#: The sweep of notebook 06 ("measuring the claims"), all trained with ``--recipe fast``.
+SWEEP_NAMES = (
+    *(f"sweep_vae_d{d}" for d in (4, 8, 16, 32)),  # D = 2 is conv_vae_mnist_fast
+    *(f"sweep_ae_d{d}" for d in (2, 8, 32)),
+    "sweep_vae_bce_d2", "sweep_vae_bce_d16",
+    *(f"sweep_vae_d16_beta{b}" for b in ("0p1", "0p3", "3", "10", "784")),
+)
 #: The checkpoints shipped in PRETRAINED_DIR.
-PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist", "conv_vae_mnist_fast")
+PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist", "conv_vae_mnist_fast", "classifier_mnist",
+                    "binarized_vae_d32", *SWEEP_NAMES)
 
 
 class CheckpointError(RuntimeError):

@@ -247,7 +247,8 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     report.update(evaluation_report(
         model, test_loader, kind=meta.get("loss", {}).get("kind", "mse"), k=args.k,
         reconstruction_weight=meta.get("loss", {}).get("reconstruction_weight", 1.0),
-        iw_images=args.iw_images, max_images=args.max_images, classifier=judge,
+        iw_images=args.iw_images, iw_random=args.iw_random, max_images=args.max_images,
+        classifier=judge,
         train_loader=train_loader, samples=args.samples, progress=True))
     if judge is not None:
         report["samples"]["classifier"] = str(args.classifier)
@@ -392,6 +393,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--iw-images", type=int, default=None,
                    help="the log-likelihood on the first N test images only (it costs k "
                    "decoder passes per image); default: as --max-images")
+    p.add_argument("--iw-random", action="store_true",
+                   help="take the --iw-images at random (seed 0), not the first ones: MNIST's "
+                   "first 5,000 test images are its easier half")
     p.add_argument("--classifier", default=None,
                    help="a classifier checkpoint: also score decoded prior samples (confidence, "
                    "class entropy, Fréchet distance of its features to the test images)")

@@ -33,6 +33,67 @@ for name in conv_vae_mnist conv_ae_mnist conv_vae_mnist_fast; do
     (cd data/pretrained && sha256sum "$name.pt" > "$name.pt.sha256")
 done
 
+# Notebook 06 (issue 15): the classifier that judges samples, the sweep, binarized MNIST. All one
+# CPU thread each, one after another; the fast recipe unless the command says otherwise.
+python -m helper_lib train --threads 1 --no-progress --model classifier --recipe fast --lr 2e-3 --epochs 4 --out runs/classifier_mnist \
+    > runs/classifier_mnist.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --out runs/sweep_vae_d16 \
+    > runs/sweep_vae_d16.log 2>&1
+python -m helper_lib train --threads 1 --no-progress --model conv-vae --dataset binarized-mnist --kind bce --latent-dim 32 --recipe fast --lr 2e-3 --epochs 40 --out runs/binarized_vae_d32 \
+    > runs/binarized_vae_d32.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 32 --out runs/sweep_vae_d32 \
+    > runs/sweep_vae_d32.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-ae --latent-dim 32 --out runs/sweep_ae_d32 \
+    > runs/sweep_ae_d32.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-ae --latent-dim 2 --out runs/sweep_ae_d2 \
+    > runs/sweep_ae_d2.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 8 --out runs/sweep_vae_d8 \
+    > runs/sweep_vae_d8.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 4 --out runs/sweep_vae_d4 \
+    > runs/sweep_vae_d4.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-ae --latent-dim 8 --out runs/sweep_ae_d8 \
+    > runs/sweep_ae_d8.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --beta 784 --out runs/sweep_vae_d16_beta784 \
+    > runs/sweep_vae_d16_beta784.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --beta 0.1 --out runs/sweep_vae_d16_beta0p1 \
+    > runs/sweep_vae_d16_beta0p1.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --beta 10 --out runs/sweep_vae_d16_beta10 \
+    > runs/sweep_vae_d16_beta10.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --beta 3 --out runs/sweep_vae_d16_beta3 \
+    > runs/sweep_vae_d16_beta3.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --beta 0.3 --out runs/sweep_vae_d16_beta0p3 \
+    > runs/sweep_vae_d16_beta0p3.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 16 --kind bce --out runs/sweep_vae_bce_d16 \
+    > runs/sweep_vae_bce_d16.log 2>&1
+python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-vae --latent-dim 2 --kind bce --out runs/sweep_vae_bce_d2 \
+    > runs/sweep_vae_bce_d2.log 2>&1
+
+# Their test-set reports, stored in each checkpoint ("evaluation" in its metadata), which the
+# notebook reads: all 10,000 test images, the log-likelihood with k = 100 on the first 1,000
+# (binarized: k = 1,000 on 1,000), 10,000 prior samples judged by the classifier.
+python -m helper_lib evaluate runs/classifier_mnist/model.pt --save
+cp runs/classifier_mnist/model.pt data/pretrained/classifier_mnist.pt
+python -m helper_lib evaluate runs/binarized_vae_d32/model.pt --k 1000 --iw-images 1000 --iw-random \
+    --save
+for name in conv_vae_mnist_fast sweep_vae_d4 sweep_vae_d8 sweep_vae_d16 sweep_vae_d32 \
+        sweep_ae_d2 sweep_ae_d8 sweep_ae_d32 sweep_vae_bce_d2 sweep_vae_bce_d16 \
+        sweep_vae_d16_beta0p1 sweep_vae_d16_beta0p3 sweep_vae_d16_beta3 sweep_vae_d16_beta10 \
+        sweep_vae_d16_beta784; do
+    python -m helper_lib evaluate "runs/$name/model.pt" --k 100 --iw-images 1000 \
+        --classifier data/pretrained/classifier_mnist.pt --samples 10000 --save
+done
+# Only per-epoch CSV histories for these (the per-batch JSON is kept where a notebook plots it).
+for name in classifier_mnist binarized_vae_d32 sweep_vae_d4 sweep_vae_d8 sweep_vae_d16 \
+        sweep_vae_d32 sweep_ae_d2 sweep_ae_d8 sweep_ae_d32 sweep_vae_bce_d2 sweep_vae_bce_d16 \
+        sweep_vae_d16_beta0p1 sweep_vae_d16_beta0p3 sweep_vae_d16_beta3 sweep_vae_d16_beta10 \
+        sweep_vae_d16_beta784; do
+    cp "runs/$name/model.pt" "data/pretrained/$name.pt"
+    cp "runs/$name/history.csv" "data/pretrained/$name.history.csv"
+    (cd data/pretrained && sha256sum "$name.pt" > "$name.pt.sha256")
+done
+cp runs/conv_vae_mnist_fast/model.pt data/pretrained/conv_vae_mnist_fast.pt
+(cd data/pretrained && sha256sum conv_vae_mnist_fast.pt > conv_vae_mnist_fast.pt.sha256)
+
 python -m helper_lib compare data/pretrained/conv_vae_mnist.pt \
     data/pretrained/conv_vae_mnist_fast.pt --labels "lecture recipe" "fast recipe" \
     --out docs/recipes.png
