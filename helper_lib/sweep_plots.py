@@ -104,10 +104,22 @@ def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
     x = [reports[b]["reconstruction_at_mean"]["mean"] for b in betas]
     y = [reports[b]["test"]["kl"] for b in betas]
     ax.plot(x, y, "o-", color="C0")
+    groups: list[list[float]] = []  # betas whose points coincide share one label
     for b, xi, yi in zip(betas, x, y, strict=True):
-        au = reports[b]["active_units"]
-        ax.annotate(f"β={b:g}: {au['count']}/{au['of']} active", (xi, yi),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8)
+        for group in groups:
+            g = betas.index(group[0])
+            if abs(x[g] - xi) < 0.5 and abs(y[g] - yi) < 0.05:
+                group.append(b)
+                break
+        else:
+            groups.append([b])
+    for group in groups:
+        first = betas.index(group[0])
+        au = reports[group[0]]["active_units"]
+        names = ", ".join(f"{b:g}" for b in group)
+        ax.annotate(f"β={names}: {au['count']}/{au['of']} active", (x[first], y[first]),
+                    textcoords="offset points", xytext=(6, 4), fontsize=8,
+                    ha="right" if x[first] > 0.8 * max(x) else "left")
     ax.set_yscale("symlog", linthresh=1)
     ax.set_xlabel("distortion: squared error per image at μ")
     ax.set_ylabel("rate: KL per image (nats)")

@@ -8,7 +8,7 @@ import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
 EXPECTED = ["01_vae_overview", "02_sampling_from_a_vae", "03_logvar_trick", "04_vae_loss",
-            "05_conv_vae_mnist"]
+            "05_conv_vae_mnist", "06_measuring_the_claims"]
 SLIDE_TYPES = {"slide", "subslide", "fragment", "-", "skip", "notes"}
 
 
@@ -16,7 +16,7 @@ def _cells(path):
     return json.loads(path.read_text())["cells"]
 
 
-def test_all_five_lectures_have_a_notebook():
+def test_the_five_lectures_and_the_measurements_have_a_notebook():
     assert [p.stem for p in NOTEBOOKS] == EXPECTED
 
 
@@ -79,3 +79,11 @@ def test_the_readmes_handout_command_removes_every_solution(tmp_path):
     assert solutions
     assert len(handout) == len(original) - len(solutions)
     assert not any("solution" in c.get("metadata", {}).get("tags", []) for c in handout)
+
+
+def test_no_placeholder_is_left_in_the_text():
+    import re
+
+    for path in NOTEBOOKS:
+        for cell in _cells(path):
+            assert not re.search(r"__[A-Z0-9_]+__", "".join(cell["source"])), path.name

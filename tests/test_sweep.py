@@ -86,9 +86,10 @@ def test_sweep_figures_draw_what_they_are_given(tiny):
     fig = plot_sample_quality({"VAE": {d: r["samples"]["standard_normal"]
                                        for d, r in vae_reports.items()}})
     assert list(fig.axes[0].lines[0].get_ydata()) == [100.0] * 3
-    fig = plot_rate_distortion({0.1: _report(5.0, 30.0, 16, 16), 784: _report(53.0, 0.0, 0, 16)})
+    fig = plot_rate_distortion({0.1: _report(5.0, 30.0, 16, 16), 10: _report(53.0, 0.0, 0, 16),
+                                784: _report(53.0, 0.0, 0, 16)})
     assert [t.get_text() for t in fig.axes[0].texts] == ["β=0.1: 16/16 active",
-                                                         "β=784: 0/16 active"]
+                                                         "β=10, 784: 0/16 active"]
     images = next(iter(test))[0][:4]
     fig = plot_model_rows({"vae": vae, "ae": ae}, images, n_samples=5)
     assert fig.axes[2].get_ylabel() == "vae" and fig.axes[4].get_ylabel() == "ae"
