@@ -1,0 +1,122 @@
+"""A live latent-space explorer for lectures: move the sliders, watch the decoder.
+
+``latent_explorer(model, codes, labels)`` returns an ipywidgets widget: one slider per latent
+dimension sets ``z``, the decoded image updates at once, and for a 2-D model the latent map
+(the codes of real images, coloured by label) shows where ``z`` is. Where no widget front end
+runs (nbconvert, CI, a static page), the same cell shows a PNG of the current state instead:
+the widget's display bundle carries both.
+"""
+
+from __future__ import annotations
+
+import io
+from typing import Any
+
+import ipywidgets as widgets
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from .evaluate import _inference
+
+__all__ = ["LatentExplorer", "latent_explorer"]
+
+
+def _png(fig: Any) -> bytes:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=80, bbox_inches="tight")
+    return buffer.getvalue()
+
+
+class LatentExplorer(widgets.VBox):
+    """The explorer widget; build it with :func:`latent_explorer`.
+
+    Attributes:
+        sliders: one ``FloatSlider`` per latent dimension; setting ``.value`` moves ``z``.
+        digit: the ``ipywidgets.Image`` showing the decoded image (PNG).
+        map: the ``ipywidgets.Image`` with the latent map (2-D models only, else ``None``).
+    """
+
+    def __init__(self, model: nn.Module, codes: Tensor | None, labels: Tensor | None,
+                 limit: float) -> None:
+        self.model = model
+        d = int(model.latent_dim)
+        self.sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05,
+                                            description=f"z{j + 1}", continuous_update=True,
+                                            readout_format=".2f") for j in range(d)]
+        self.digit = widgets.Image(format="png", width=200, height=200)
+        self._digit_fig, self._digit_ax = plt.subplots(figsize=(2.2, 2.2))
+        plt.close(self._digit_fig)
+        self._digit_im = self._digit_ax.imshow(np.zeros((28, 28)), cmap="binary", vmin=0, vmax=1)
+        self._digit_ax.set_axis_off()
+        self.map = None
+        if d == 2 and codes is not None:
+            self._map_fig, ax = plt.subplots(figsize=(3.6, 3.6))
+            plt.close(self._map_fig)
+            c = torch.as_tensor(codes).cpu().numpy()
+            colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
+            ax.scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap="tab10", vmin=-0.5, vmax=9.5,
+                       alpha=0.5, rasterized=True)
+            ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$", ylabel="$z_2$")
+            ax.set_aspect("equal")
+            (self._marker,) = ax.plot([0], [0], "k*", ms=14, mec="white")
+            self.map = widgets.Image(format="png", width=300, height=300)
+        for slider in self.sliders:
+            slider.observe(self._update, names="value")
+        top = [self.map, self.digit] if self.map is not None else [self.digit]
+        super().__init__([widgets.HBox(top), widgets.VBox(self.sliders)])
+        self._update()
+
+    def z(self) -> Tensor:
+        """The current code, ``[1, D]``."""
+        return torch.tensor([[s.value for s in self.sliders]], dtype=torch.float32)
+
+    def decoded(self) -> Tensor:
+        """The decoder's image for the current code, ``[28, 28]`` in [0, 1]."""
+        with _inference(self.model, None) as device:
+            return self.model.decode(self.z().to(device)).float().cpu()[0, 0]
+
+    def _update(self, change: Any = None) -> None:
+        self._digit_im.set_data(self.decoded().numpy())
+        self._digit_ax.set_title("z = (" + ", ".join(f"{v:.2f}" for v in self.z()[0].tolist())
+                                 + ")" if len(self.sliders) <= 4 else "decoded", fontsize=8)
+        self.digit.value = _png(self._digit_fig)
+        if self.map is not None:
+            z = self.z()[0]
+            self._marker.set_data([float(z[0])], [float(z[1])])
+            self.map.value = _png(self._map_fig)
+
+    def _repr_mimebundle_(self, **kwargs: Any) -> Any:
+        """The widget for front ends that run widgets, and a PNG of the current state for
+        everything else (nbconvert, static pages)."""
+        bundle = super()._repr_mimebundle_(**kwargs)
+        data = bundle[0] if isinstance(bundle, tuple) else bundle
+        images = [self.map.value] if self.map is not None else []
+        fig, axes = plt.subplots(1, len(images) + 1, figsize=(3.6 * (len(images) + 1), 3.4),
+                                 squeeze=False)
+        plt.close(fig)
+        for ax, png in zip(axes[0], [*images, self.digit.value], strict=True):
+            ax.imshow(plt.imread(io.BytesIO(png)))
+            ax.set_axis_off()
+        fig.suptitle("latent explorer (a static picture: run the notebook to move the sliders)",
+                     fontsize=9)
+        data = {**data, "image/png": _png(fig)}
+        return (data, bundle[1]) if isinstance(bundle, tuple) else data
+
+
+def latent_explorer(model: nn.Module, codes: Tensor | None = None,
+                    labels: Tensor | None = None, limit: float = 3.0) -> LatentExplorer:
+    """An interactive explorer of ``model``'s decoder: one slider per latent dimension.
+
+    Args:
+        model: a ``ConvVAE`` or ``ConvAutoencoder`` (anything with ``latent_dim`` and
+            ``decode``).
+        codes, labels: for a 2-D model, the codes ``[N, 2]`` and labels ``[N]`` of real images
+            (e.g. from ``collect_latents``), drawn as the map on which a star marks ``z``.
+        limit: the sliders (and the map) span ``[-limit, limit]``.
+
+    Display it as a cell's last expression. In JupyterLab it updates live; elsewhere the cell
+    shows a static PNG of its current state.
+    """
+    return LatentExplorer(model, codes, labels, limit)
