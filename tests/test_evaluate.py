@@ -155,3 +155,21 @@ def test_iw_log_likelihood_is_exact_for_a_linear_gaussian_model_with_any_alpha(a
     if alpha != 1.0:  # the old behaviour, sigma^2 = 1/2 whatever the model: a different number
         wrong = importance_weighted_log_likelihood(model, loader, k=1, kind="mse")
         assert abs(wrong - exact.mean().item()) > 0.5
+
+
+def test_the_grid_posterior_matches_the_closed_form_of_a_linear_gaussian_model():
+    from helper_lib.posterior import true_posterior_grid
+
+    model = _LinearGaussianVAE(sigma2=0.5)
+    x = torch.randn(1, 1, 2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
+    grid = true_posterior_grid(model, x, kind="mse", limit=5.0, n=251)
+    assert grid.log_px == pytest.approx(model.log_px(x).item(), abs=1e-3)
+    assert grid.kl_q_to_posterior == pytest.approx(0.0, abs=1e-3)  # the encoder is exact
+    # an encoder whose mean is off by 0.5 in z_1: KL(q || p(z|x)) = 0.5^2 / (2 var_1)
+    exact_encode = model.encode
+    model.encode = lambda xx: (exact_encode(xx)[0] + torch.tensor([0.5, 0.0], dtype=xx.dtype),
+                               exact_encode(xx)[1])
+    var_1 = 1 / (1 + 1.5**2 / 0.5)
+    shifted = true_posterior_grid(model, x, kind="mse", limit=5.0, n=251)
+    assert shifted.kl_q_to_posterior == pytest.approx(0.25 / (2 * var_1), rel=1e-3)
+    assert shifted.log_px == pytest.approx(grid.log_px, abs=1e-9)  # p(x) does not depend on q
