@@ -15,7 +15,8 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -39,8 +40,8 @@ from .utils import (
     tune_cpu_allocator,
 )
 
-__all__ = ["History", "train_vae", "train_autoencoder", "train_classifier", "SCHEDULES", "RECIPES",
-           "check_training_args"]
+__all__ = ["History", "Snapshots", "train_vae", "train_autoencoder", "train_classifier",
+           "SCHEDULES", "RECIPES", "check_training_args"]
 
 #: ``loss_fn(model_output, x, y)`` -> loss components (the first is minimized); ``y`` are the
 #: labels (``None`` for a loader without them).
@@ -73,6 +74,47 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lecture": {"schedule": "constant", "lr": 5e-4, "epochs": 50},
     "fast": {"schedule": "onecycle", "lr": 6e-3, "epochs": 12},
 }
+
+
+@dataclass
+class Snapshots:
+    """What ``train_vae(..., snapshots=...)`` records while training: the latent space forming.
+
+    At every global step in ``steps`` (the number of optimizer steps done; 0 is before the
+    first) the posterior means of the fixed ``images`` and the decoding of the fixed ``codes``
+    are stored in ``records``, one dict per step: ``{"step": int, "mu": [N, D] float16,
+    "decoded": [G, 28, 28] uint8}``. They are saved in the training checkpoint, so a resumed
+    run keeps the ones it already has.
+
+    Attributes:
+        steps: the global steps to record at.
+        images: ``[N, 1, 28, 28]`` images whose means are recorded (e.g. 2,000 test images).
+        codes: ``[G, D]`` latent points decoded at each snapshot (e.g. a grid), or ``None``.
+    """
+
+    steps: Sequence[int]
+    images: Tensor
+    codes: Tensor | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def due(self, step: int) -> bool:
+        """True when ``step`` is to be recorded and has not been yet."""
+        return step in set(self.steps) and all(r["step"] != step for r in self.records)
+
+    def record(self, model: nn.Module, step: int) -> None:
+        """Store the means of :attr:`images` and the decodings of :attr:`codes` now."""
+        was_training = model.training
+        device = next(model.parameters()).device
+        model.eval()
+        try:
+            with torch.no_grad():
+                mu = model.embed(self.images.to(device)).float().cpu()
+                decoded = (model.decode(self.codes.to(device)).float().cpu()[:, 0]
+                           if self.codes is not None else torch.zeros(0, 28, 28))
+        finally:
+            model.train(was_training)
+        self.records.append({"step": step, "mu": mu.half(),
+                             "decoded": (decoded.clamp(0, 1) * 255).round().to(torch.uint8)})
 
 
 def _make_scheduler(
@@ -122,6 +164,7 @@ def _fit(
     checkpoint_metadata: dict[str, Any] | None,
     schedule: str = "constant",
     log_every: int = 25,
+    snapshots: Snapshots | None = None,
 ) -> History:
     """The shared loop. ``loss_fn(model_output, x, y)`` returns the components named by
     ``names``."""
@@ -167,6 +210,8 @@ def _fit(
                     f"epochs or lr (asked: {epochs} epochs, lr={lr:g}). Start over instead."
                 )
             scheduler.load_state_dict(saved)
+        if snapshots is not None and "snapshots" in state:
+            snapshots.records = list(state["snapshots"])
         else:
             # The saved rate would win otherwise; a resumed run trains with the lr it is given.
             for group in optimizer.param_groups:
@@ -181,6 +226,9 @@ def _fit(
         if "loader" in rng and generator is not None:
             generator.set_state(rng["loader"])
     start = history.epochs
+    done_steps = sum(history.batches_per_epoch)
+    if snapshots is not None and snapshots.due(done_steps):
+        snapshots.record(model, done_steps)
     total_steps = max(epochs - start, 0) * len(train_loader)
 
     # In a log file (no terminal) redraw the bar every few seconds rather than 10x a second.
@@ -190,6 +238,7 @@ def _fit(
                mininterval=0.1 if interactive else 5.0)
     try:
         for epoch in range(start, epochs):
+            done_steps = sum(history.batches_per_epoch)  # optimizer steps before this epoch
             model.train()
             bar.set_description(f"epoch {epoch + 1}/{epochs}")
             t0 = time.perf_counter()
@@ -209,6 +258,8 @@ def _fit(
                 if scheduler is not None:
                     scheduler.step()
                 values.append(torch.stack([t.detach() for t in terms]))
+                if snapshots is not None and snapshots.due(done_steps + step + 1):
+                    snapshots.record(model, done_steps + step + 1)
                 last = step + 1 == len(train_loader)
                 if (step + 1) % log_every == 0 or last:
                     recent = torch.stack(values[-log_every:]).float().cpu()
@@ -253,6 +304,8 @@ def _fit(
                 if generator is not None:
                     rng_state["loader"] = generator.get_state()
                 extra: dict[str, Any] = {"history": history.to_dict(), "rng_state": rng_state}
+                if snapshots is not None:
+                    extra["snapshots"] = snapshots.records
                 if scheduler is not None:
                     extra["scheduler_state"] = scheduler.state_dict()
                 save_checkpoint(
@@ -283,6 +336,7 @@ def train_vae(
     seed: int | None = None,
     progress: bool = True,
     checkpoint_metadata: dict[str, Any] | None = None,
+    snapshots: Snapshots | None = None,
 ) -> History:
     """Train a :class:`~helper_lib.models.ConvVAE` with Adam on the negative ELBO.
 
@@ -315,6 +369,8 @@ def train_vae(
         progress: show a tqdm bar with the running loss, and one line per epoch.
         checkpoint_metadata: extra metadata stored in the checkpoint (e.g. the command). The
             keys ``epoch``, ``precision`` and ``lr`` are always the library's own.
+        snapshots: a :class:`Snapshots` to fill with the latent space at chosen steps (saved
+            in the checkpoint and restored on resume).
 
     Returns:
         A :class:`History` with components ``("total", "reconstruction", "kl")``.
@@ -338,7 +394,7 @@ def train_vae(
 
     return _fit(model, train_loader, epochs, lr, loss_fn, ("total", "reconstruction", "kl"),
                 valid_fn, valid_loader, device, precision, checkpoint_path, seed, progress,
-                checkpoint_metadata, schedule)
+                checkpoint_metadata, schedule, snapshots=snapshots)
 
 
 def train_autoencoder(

@@ -375,3 +375,40 @@ def test_onecycle_warms_up_to_the_peak_then_anneals_and_resumes_on_the_same_curv
         train_vae(model, train, checkpoint_path=ckpt, **{**kw, "schedule": "constant"})
     with pytest.raises(ValueError, match="schedule must be one of constant, onecycle"):
         train_autoencoder(ConvAutoencoder(), train, epochs=1, schedule="cosine")
+
+
+def test_snapshots_record_the_latent_space_at_the_chosen_steps_and_survive_a_resume(tmp_path):
+    from helper_lib.data import get_dataloaders
+    from helper_lib.train import Snapshots
+
+    def fresh():
+        train, _, test = get_dataloaders(batch_size=64, train_subset=256, seed=4)
+        torch.manual_seed(4)
+        images = next(iter(test))[0][:32]
+        grid = torch.tensor([[0.0, 0.0], [1.0, -1.0], [-2.0, 0.5]])
+        return ConvVAE(), train, Snapshots(steps=[0, 1, 3, 6], images=images, codes=grid)
+
+    model, train, snaps = fresh()
+    initial_mu = model.eval().embed(snaps.images).detach()
+    kw = dict(epochs=2, seed=4, precision="fp32", device="cpu", progress=False)
+    train_vae(model, train, snapshots=snaps, **kw)  # 4 steps per epoch: 8 in all
+    assert [r["step"] for r in snaps.records] == [0, 1, 3, 6]
+    first = snaps.records[0]
+    assert first["mu"].shape == (32, 2) and first["mu"].dtype == torch.float16
+    assert first["decoded"].shape == (3, 28, 28) and first["decoded"].dtype == torch.uint8
+    torch.testing.assert_close(first["mu"].float(), initial_mu, atol=2e-3, rtol=1e-3)
+    assert not torch.equal(snaps.records[3]["mu"], first["mu"])  # the codes moved
+    with torch.no_grad():  # the last snapshot is not the final model (step 6 of 8)
+        assert not torch.equal(model.embed(snaps.images).half(), snaps.records[3]["mu"])
+
+    # The same run cut after epoch 1 and resumed: the same snapshots, none recorded twice.
+    model, train, cut = fresh()
+    ckpt = tmp_path / "state.pt"
+    train_vae(model, train, snapshots=cut, checkpoint_path=ckpt, **{**kw, "epochs": 1})
+    assert [r["step"] for r in cut.records] == [0, 1, 3]
+    model, train, resumed = fresh()
+    train_vae(model, train, snapshots=resumed, checkpoint_path=ckpt, **kw)
+    assert [r["step"] for r in resumed.records] == [0, 1, 3, 6]
+    for a, b in zip(resumed.records, snaps.records, strict=True):
+        torch.testing.assert_close(a["mu"], b["mu"], atol=0, rtol=0)
+        assert torch.equal(a["decoded"], b["decoded"])
