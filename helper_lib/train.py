@@ -210,12 +210,12 @@ def _fit(
                     f"epochs or lr (asked: {epochs} epochs, lr={lr:g}). Start over instead."
                 )
             scheduler.load_state_dict(saved)
-        if snapshots is not None and "snapshots" in state:
-            snapshots.records = list(state["snapshots"])
         else:
             # The saved rate would win otherwise; a resumed run trains with the lr it is given.
             for group in optimizer.param_groups:
                 group["lr"] = lr
+        if snapshots is not None and "snapshots" in state:
+            snapshots.records = list(state["snapshots"])
         rng = state.get("rng_state", {})
         if "torch" in rng:
             torch.set_rng_state(rng["torch"])
