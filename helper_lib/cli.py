@@ -39,6 +39,7 @@ from .evaluate import (
     model_device,
     reference_eval,
 )
+from .film import film_from_snapshots, lecture_snapshots, save_film
 from .history import History
 from .models import ConvAutoencoder, ConvVAE, MnistClassifier, count_parameters
 from .report import evaluation_report
@@ -58,7 +59,7 @@ MODEL_CHOICES = {"conv-vae": ConvVAE, "conv-ae": ConvAutoencoder,
 #: may change; the rest would silently mix two different experiments).
 RUN_SETTINGS = ("model", "dataset", "batch_size", "latent_dim", "seed", "kind",
                 "reconstruction_weight", "beta", "validation_fraction", "train_subset",
-                "schedule")
+                "schedule", "snapshots", "feature_dim")
 
 
 def _apply_recipe(args: argparse.Namespace) -> None:
@@ -145,7 +146,11 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         torch.set_num_threads(args.threads)
     set_seed(args.seed)  # before building the model: the initial weights depend on it
     cls = MODEL_CHOICES[args.model]
-    model = cls() if cls is MnistClassifier else cls(latent_dim=args.latent_dim)
+    if cls is MnistClassifier:
+        check_whole_number("feature_dim", args.feature_dim, 1, "the default is 128")
+        model = cls(feature_dim=args.feature_dim)
+    else:
+        model = cls(latent_dim=args.latent_dim)
     train_loader, valid_loader, test_loader = get_dataloaders(
         args.dataset, batch_size=args.batch_size, validation_fraction=args.validation_fraction,
         root=args.data_root, seed=args.seed, train_subset=args.train_subset,
@@ -159,12 +164,21 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
         checkpoint_path=out / "train_state.pt", seed=args.seed, progress=not args.no_progress,
         checkpoint_metadata={"command": command, "settings": settings},
     )
+    snapshots = None
+    if args.snapshots:
+        if not isinstance(model, ConvVAE):
+            raise SettingsError("--snapshots records the latent space of a VAE (--model conv-vae)")
+        test_images, test_labels = test_loader.dataset.tensors[:2]
+        snapshots, snap_index = lecture_snapshots(test_images, args.latent_dim,
+                                                  len(train_loader), args.epochs)
+        print(f"snapshots: {len(snap_index):,} test images and {len(snapshots.codes)} codes at "
+              f"{len(snapshots.steps)} steps ({', '.join(map(str, snapshots.steps[:8]))}, ...)")
     t0 = time.perf_counter()
     if isinstance(model, ConvVAE):
         history = train_vae(model, train_loader, args.epochs, lr=args.lr,
                             schedule=args.schedule, kind=args.kind,
                             reconstruction_weight=args.reconstruction_weight, beta=args.beta,
-                            **common)
+                            snapshots=snapshots, **common)
     elif isinstance(model, MnistClassifier):
         history = train_classifier(model, train_loader, args.epochs, lr=args.lr,
                                    schedule=args.schedule, **common)
@@ -175,6 +189,11 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
     history.to_csv(out / "history.csv")
     history.to_json(out / "history.json")
+    if snapshots is not None:
+        film = save_film(out / "snapshots.npz", film_from_snapshots(
+            snapshots, test_labels[snap_index], snap_index, history))
+        print(f"wrote {film} ({film.stat().st_size / 1e6:.2f} MB, {len(snapshots.records)} "
+              f"snapshots)")
     model.cpu()
     if isinstance(model, ConvVAE):
         test = evaluate_vae(model, test_loader, kind=args.kind)
@@ -357,6 +376,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--schedule", choices=SCHEDULES, default=None,
                    help="learning-rate schedule; default: the recipe's")
     p.add_argument("--latent-dim", type=int, default=2, help="size of the code z")
+    p.add_argument("--feature-dim", type=int, default=128,
+                   help="width of the classifier's feature layer (--model classifier only)")
     p.add_argument("--seed", type=int, default=123, help="for weights, shuffling and z")
     p.add_argument("--out", required=True,
                    help="run folder; if it holds a train_state.pt, training resumes from it")
@@ -381,6 +402,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--data-root", default=None)
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     p.add_argument("--no-figures", action="store_true", help="skip the PNG figures")
+    p.add_argument("--snapshots", action="store_true",
+                   help="record the latent space forming (means of 2,000 test images and the "
+                        "decoder on a grid of z, at steps 0, 5, 10, 15, 20, 25, 35, 50, 75, 100, "
+                        "150, 200 and every epoch's end) into snapshots.npz; see helper_lib.film")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", formatter_class=fmt, help="test-set metrics of a checkpoint",
@@ -431,7 +456,60 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--labels", nargs="+", default=None, help="one name per checkpoint")
     p.add_argument("--out", required=True, help="the PNG file to write")
     p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("film", formatter_class=fmt,
+                       help="the latent space forming (a run's snapshots.npz) as a GIF",
+                       description="Plays the snapshots recorded by `train --snapshots` as an "
+                       "animated GIF: the means of the followed test images, the decoder on a "
+                       "grid of z, and the KL curve with a marker at each snapshot's step.")
+    p.add_argument("snapshots", help="a snapshots.npz written by train --snapshots")
+    p.add_argument("--out", required=True, help="the GIF file to write")
+    p.add_argument("--fps", type=float, default=1.5, help="snapshots per second")
+    p.add_argument("--dpi", type=int, default=60, help="resolution (the figure is 12.6 x 4.6 in)")
+    p.set_defaults(func=cmd_film)
+
+    p = sub.add_parser("book", formatter_class=fmt,
+                       help="execute every notebook and build the offline site, slides and "
+                            "handouts",
+                       description="Executes every notebook (full mode; smoke mode with "
+                       "--smoke or VAE_SMOKE=1) and writes a static site that needs no network: "
+                       "index.html, one page and one reveal.js deck per notebook, and student "
+                       "notebooks without solutions in handouts/. Open OUT/index.html.")
+    p.add_argument("--out", required=True, help="the site's folder (emptied if a build wrote it)")
+    p.add_argument("--smoke", action="store_true", default=None,
+                   help="smoke mode (default: from $VAE_SMOKE)")
+    p.add_argument("--notebooks", nargs="+", default=None,
+                   help="only these notebooks (default: all of notebooks/)")
+    p.add_argument("--no-execute", action="store_true",
+                   help="convert the notebooks as they are, without running them")
+    p.add_argument("--timeout", type=int, default=600, help="seconds one cell may run")
+    p.set_defaults(func=cmd_book)
     return parser
+
+
+def cmd_film(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .film import animate_film, load_film, save_gif
+
+    film = load_film(args.snapshots)
+    path = save_gif(animate_film(film), args.out, fps=args.fps, dpi=args.dpi)
+    print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(film.steps)} frames)")
+    return 0
+
+
+def cmd_book(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .book import BookError, build_site
+
+    t0 = time.perf_counter()
+    try:
+        report = build_site(args.out, notebooks=args.notebooks, smoke=args.smoke,
+                            execute=not args.no_execute, timeout=args.timeout)
+    except BookError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {report.out}/index.html: {len(report.pages)} pages, {len(report.slides)} slide "
+          f"decks, {len(report.handouts)} handouts ({'smoke' if report.smoke else 'full'} mode) "
+          f"in {time.perf_counter() - t0:.0f} s")
+    return 0
 
 
 def main(argv: Sequence[str] | None = None) -> int:

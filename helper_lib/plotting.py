@@ -27,6 +27,7 @@ from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
 from .evaluate import _inference, collect_latents, reconstruct
+from .grids import quantile_grid
 from .history import History
 from .losses import kl_divergence
 
@@ -303,10 +304,8 @@ def plot_latent_manifold(
     ``z_1`` grows to the right, ``z_2`` grows upwards."""
     if model.latent_dim != 2:
         raise ValueError("plot_latent_manifold needs latent_dim == 2")
-    probs = torch.linspace(quantiles[0], quantiles[1], n)
-    axis = torch.distributions.Normal(0.0, 1.0).icdf(probs)
-    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")  # top row = largest z_2
-    z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+    z = quantile_grid(n, quantiles)  # top row = largest z_2
+    axis = z[:n, 0]
     fig = plot_decoded_points(model, z, nrow=n)
     fig.set_size_inches(7.4, 7.4)
     ax = fig.axes[0]
@@ -453,9 +452,11 @@ def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) ->
     return _finish(fig, path)
 
 
-def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None) -> Figure:
+def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None,
+                         symbol: str = "\\mu") -> Figure:
     """One histogram per latent dimension of ``codes [N, D]`` (e.g. the posterior means), each
     against the N(0, 1) density of the prior, with the dimension's mean and standard deviation.
+    ``symbol`` names the codes in the legend (``"z"`` for draws from the encoder).
     """
     c = codes.detach().float().cpu().numpy()
     d = c.shape[1]
@@ -463,7 +464,7 @@ def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None) -
     xs = np.linspace(-4, 4, 300)
     for j, ax in enumerate(axes[0]):
         ax.hist(c[:, j], bins=bins, range=(-4, 4), density=True, alpha=0.6, color="C0",
-                label=f"$\\mu_{j + 1}$: mean {c[:, j].mean():.2f}, sd {c[:, j].std():.2f}")
+                label=f"${symbol}_{j + 1}$: mean {c[:, j].mean():.2f}, sd {c[:, j].std():.2f}")
         ax.plot(xs, np.exp(-0.5 * xs**2) / np.sqrt(2 * np.pi), "k", lw=1.3, label="N(0, 1)")
         ax.set_xlabel(f"$z_{j + 1}$")
         ax.legend(fontsize=7, loc="upper left")

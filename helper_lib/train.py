@@ -81,10 +81,10 @@ class Snapshots:
     """What ``train_vae(..., snapshots=...)`` records while training: the latent space forming.
 
     At every global step in ``steps`` (the number of optimizer steps done; 0 is before the
-    first) the posterior means of the fixed ``images`` and the decoding of the fixed ``codes``
-    are stored in ``records``, one dict per step: ``{"step": int, "mu": [N, D] float16,
-    "decoded": [G, 28, 28] uint8}``. They are saved in the training checkpoint, so a resumed
-    run keeps the ones it already has.
+    first) the posterior means and log-variances of the fixed ``images`` and the decoding of the
+    fixed ``codes`` are stored in ``records``, one dict per step: ``{"step": int,
+    "mu": [N, D] float16, "logvar": [N, D] float16, "decoded": [G, 28, 28] uint8}``. They are
+    saved in the training checkpoint, so a resumed run keeps the ones it already has.
 
     Attributes:
         steps: the global steps to record at.
@@ -108,12 +108,12 @@ class Snapshots:
         model.eval()
         try:
             with torch.no_grad():
-                mu = model.embed(self.images.to(device)).float().cpu()
+                mu, logvar = (t.float().cpu() for t in model.encode(self.images.to(device)))
                 decoded = (model.decode(self.codes.to(device)).float().cpu()[:, 0]
                            if self.codes is not None else torch.zeros(0, 28, 28))
         finally:
             model.train(was_training)
-        self.records.append({"step": step, "mu": mu.half(),
+        self.records.append({"step": step, "mu": mu.half(), "logvar": logvar.half(),
                              "decoded": (decoded.clamp(0, 1) * 255).round().to(torch.uint8)})
 
 

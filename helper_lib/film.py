@@ -1,0 +1,269 @@
+"""The latent space forming during training: which steps to record, the file, the animation.
+
+:class:`helper_lib.train.Snapshots` records the posterior means of fixed test images and the
+decoding of a fixed grid of codes while ``train_vae`` runs. This module chooses those steps and
+images (:func:`lecture_snapshots`), gathers them with the KL curve into a :class:`Film`
+(:func:`film_from_snapshots`), writes and reads it as one compressed ``.npz`` file
+(:func:`save_film`, :func:`load_film`, no pickles) and plays them as a matplotlib animation with
+the per-step KL curve beside it (:func:`animate_film`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import matplotlib.pyplot as plt
+import numpy as np
+import torch
+from matplotlib import animation, patheffects
+from torch import Tensor
+
+from .grids import quantile_grid
+from .history import History
+from .train import Snapshots
+
+__all__ = ["EARLY_STEPS", "Film", "quantile_grid", "snapshot_steps", "lecture_snapshots",
+           "film_from_snapshots", "save_film", "load_film", "kl_parts", "running_mean",
+           "animate_film", "save_gif"]
+
+#: The optimizer steps recorded in the first epoch, where the KL term spikes (near step 20 with
+#: the fast recipe), dips and climbs again; after that one snapshot at the end of every epoch.
+EARLY_STEPS = (0, 5, 10, 15, 20, 25, 35, 50, 75, 100, 150, 200)
+
+
+def snapshot_steps(batches_per_epoch: int, epochs: int,
+                   early: Sequence[int] = EARLY_STEPS) -> list[int]:
+    """The early steps that fall inside the run, then the end of every epoch, sorted."""
+    total = batches_per_epoch * epochs
+    steps = {s for s in early if 0 <= s <= total}
+    steps.update(batches_per_epoch * (e + 1) for e in range(epochs))
+    return sorted(steps)
+
+
+def lecture_snapshots(test_images: Tensor, latent_dim: int, batches_per_epoch: int, epochs: int,
+                      n_images: int = 2000, grid: int = 15, seed: int = 0) -> tuple[Snapshots,
+                                                                                    Tensor]:
+    """A :class:`Snapshots` for a training run, and the indices of the images it follows.
+
+    Args:
+        test_images: ``[N, 1, 28, 28]`` test images; ``n_images`` of them are drawn at random
+            (seeded), so every digit class appears in its usual share.
+        latent_dim: the model's ``D``. For ``D = 2`` the decoded codes are the ``grid x grid``
+            :func:`quantile_grid` of notebook 02's manifold; otherwise ``grid * grid`` fixed
+            draws from N(0, I).
+    """
+    g = torch.Generator().manual_seed(seed)
+    index = torch.randperm(len(test_images), generator=g)[:n_images].sort().values
+    if latent_dim == 2:
+        codes = quantile_grid(grid)
+    else:
+        codes = torch.randn(grid * grid, latent_dim, generator=g)
+    steps = snapshot_steps(batches_per_epoch, epochs)
+    return Snapshots(steps=steps, images=test_images[index], codes=codes), index
+
+
+@dataclass
+class Film:
+    """Snapshots as arrays, ready to draw (see :func:`load_film`).
+
+    Attributes:
+        steps: ``[S]`` optimizer steps of the snapshots (0 = the untrained model).
+        mu: ``[S, N, D]`` posterior means of the followed test images at each snapshot.
+        logvar: ``[S, N, D]`` their posterior log-variances.
+        decoded: ``[S, G, 28, 28]`` uint8 decodings of ``codes`` at each snapshot.
+        codes: ``[G, D]`` the fixed codes that were decoded.
+        labels: ``[N]`` digit labels of the followed images.
+        image_index: ``[N]`` their positions in the test split.
+        kl, loss: ``[T]`` per-step training KL term and combined loss (nats per image).
+        batches_per_epoch: steps in an epoch of this run.
+    """
+
+    steps: np.ndarray
+    mu: np.ndarray
+    logvar: np.ndarray
+    decoded: np.ndarray
+    codes: np.ndarray
+    labels: np.ndarray
+    image_index: np.ndarray
+    kl: np.ndarray
+    loss: np.ndarray
+    batches_per_epoch: int
+
+
+def film_from_snapshots(snapshots: Snapshots, labels: Tensor, image_index: Tensor,
+                        history: History, gray_levels: int = 64) -> Film:
+    """The records of ``snapshots`` (and the per-step curves of ``history``) as a :class:`Film`.
+    The means are kept as float16, the images as uint8 rounded down to ``gray_levels`` evenly
+    spaced grey values (64 halves the compressed file; the eye cannot tell)."""
+    if not 2 <= gray_levels <= 256:
+        raise ValueError(f"gray_levels must be in 2..256, got {gray_levels}")
+    records = sorted(snapshots.records, key=lambda r: r["step"])
+    if not records:
+        raise ValueError("no snapshots were recorded")
+    step = 256 // gray_levels
+    codes = snapshots.codes if snapshots.codes is not None else torch.zeros(0, 2)
+    return Film(
+        steps=np.array([r["step"] for r in records], dtype=np.int64),
+        mu=np.stack([r["mu"].numpy() for r in records]).astype(np.float16),
+        logvar=np.stack([r["logvar"].numpy() for r in records]).astype(np.float16),
+        decoded=(np.stack([r["decoded"].numpy() for r in records]) // step * step
+                 ).astype(np.uint8),
+        codes=codes.numpy().astype(np.float32),
+        labels=np.asarray(labels, dtype=np.uint8),
+        image_index=np.asarray(image_index, dtype=np.int32),
+        kl=np.asarray(history.batch["kl"], dtype=np.float32),
+        loss=np.asarray(history.batch["total"], dtype=np.float32),
+        batches_per_epoch=int(history.batches_per_epoch[0]),
+    )
+
+
+_ARRAYS = ("steps", "mu", "logvar", "decoded", "codes", "labels", "image_index", "kl", "loss")
+
+
+def save_film(path: str | os.PathLike, film: Film) -> Path:
+    """Write ``film`` to one compressed ``.npz`` file (data only, no pickles)."""
+    path = Path(path)
+    np.savez_compressed(path, **{k: getattr(film, k) for k in _ARRAYS},
+                        batches_per_epoch=np.int64(film.batches_per_epoch))
+    return path
+
+
+def load_film(path: str | os.PathLike) -> Film:
+    """Read a file written by :func:`save_film` (``allow_pickle=False``: data only)."""
+    with np.load(path, allow_pickle=False) as f:
+        return Film(**{k: f[k] for k in _ARRAYS}, batches_per_epoch=int(f["batches_per_epoch"]))
+
+
+def kl_parts(film: Film) -> tuple[np.ndarray, np.ndarray]:
+    """The KL term of the followed images at each snapshot, split into its two parts,
+    ``[S]`` each, in nats per image (means over the images):
+
+    ``KL = 1/2 sum_j mu_j^2  +  1/2 sum_j (sigma_j^2 - 1 - log sigma_j^2)``,
+
+    the price of the means' distance from 0 and the price of the variances' distance from 1.
+    """
+    mu = film.mu.astype(np.float64)
+    logvar = film.logvar.astype(np.float64)
+    mean_part = 0.5 * (mu**2).sum(-1).mean(-1)
+    var_part = 0.5 * (np.exp(logvar) - 1.0 - logvar).sum(-1).mean(-1)
+    return mean_part, var_part
+
+
+def running_mean(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred running mean over ``window`` values; near the ends, over the values there are
+    (so the ends are not pulled towards zero)."""
+    values = np.asarray(values, dtype=np.float64)
+    if window <= 1:
+        return values
+    kernel = np.ones(window)
+    total = np.convolve(values, kernel, mode="same")
+    count = np.convolve(np.ones_like(values), kernel, mode="same")
+    return total / count
+
+
+def _grid_image(tiles: np.ndarray, pad: int = 2) -> np.ndarray:
+    """``[G, 28, 28]`` uint8 tiles (G a square) as one image with ``pad`` white-grey gaps."""
+    n = int(round(len(tiles) ** 0.5))
+    if n * n != len(tiles):
+        raise ValueError(f"{len(tiles)} decoded images do not form a square grid")
+    from torchvision.utils import make_grid
+
+    grid = make_grid(torch.from_numpy(tiles).unsqueeze(1), nrow=n, padding=pad, pad_value=128)
+    return grid[0].numpy()
+
+
+def _step_label(step: int, batches_per_epoch: int) -> str:
+    if step == 0:
+        return "step 0: the untrained model"
+    epoch, rest = divmod(step, batches_per_epoch)
+    if rest == 0:
+        return f"step {step:,}: end of epoch {epoch}"
+    return f"step {step:,} (epoch {epoch + 1}, batch {rest})"
+
+
+def animate_film(film: Film, interval: int = 700, lims: float | None = None,
+                 kl_smooth: int = 5, dpi: int = 72) -> animation.FuncAnimation:
+    """An animation of ``film``: the means of the followed images (coloured by digit), the
+    decoded grid of codes, and the per-step KL term with a marker at the snapshot's step.
+
+    Display it in a notebook with ``IPython.display.HTML(anim.to_jshtml())`` (plays in the
+    static HTML export too). The figure is detached from pyplot, so it does not also appear as a
+    still image. ``lims`` fixes the scatter's axes to ``[-lims, lims]`` (default: wide enough
+    for 99 % of the final means, at least 3.5). ``kl_smooth`` is a running mean over that many
+    steps, to make the curve readable; the marker sits on the smoothed curve. ``dpi`` sets the
+    size of the frames that ``to_jshtml`` embeds (72: about 200 kB per frame).
+    """
+    if film.mu.shape[2] != 2:
+        raise ValueError(f"animate_film draws a 2-D latent space, this film is "
+                         f"{film.mu.shape[2]}-D")
+    mu = film.mu.astype(np.float32)
+    if lims is None:
+        lims = max(3.5, max(float(np.quantile(np.abs(m), 0.995)) for m in mu) * 1.1)
+    kl = running_mean(film.kl, kl_smooth)
+    kl_steps = np.arange(1, len(kl) + 1)  # the value logged after step t is drawn at t
+
+    fig = plt.figure(figsize=(12.6, 4.6), dpi=dpi)
+    gs = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.0, 1.15], wspace=0.28)
+    ax_map, ax_dec, ax_kl = (fig.add_subplot(gs[0, i]) for i in range(3))
+    cmap = plt.get_cmap("tab10")
+    colors = cmap(film.labels % 10)
+    scat = ax_map.scatter(mu[0, :, 0], mu[0, :, 1], s=3, c=colors, alpha=0.6, rasterized=True)
+    digits = np.unique(film.labels)
+    texts = [ax_map.text(0, 0, str(d), ha="center", va="center", fontsize=11,
+                         fontweight="bold", color=cmap(int(d) % 10),
+                         path_effects=[patheffects.withStroke(linewidth=2.5,
+                                                              foreground="white")])
+             for d in digits]
+    ax_map.set_xlim(-lims, lims)
+    ax_map.set_ylim(-lims, lims)
+    ax_map.set_aspect("equal")
+    ax_map.axhline(0, color="0.7", lw=0.5)
+    ax_map.axvline(0, color="0.7", lw=0.5)
+    ax_map.add_patch(plt.Circle((0, 0), 2.0, fill=False, ls="--", lw=0.8, color="0.4"))
+    ax_map.set_xlabel("$z_1$")
+    ax_map.set_ylabel("$z_2$")
+    ax_map.set_title(f"means $\\mu(x)$ of {mu.shape[1]:,} test images")
+
+    image = ax_dec.imshow(_grid_image(film.decoded[0]), cmap="gray", vmin=0, vmax=255)
+    ax_dec.set_axis_off()
+    ax_dec.set_title("decoder on a fixed grid of $z$\n(N(0,1) quantiles 5 %..95 %)", fontsize=10)
+
+    ax_kl.plot(kl_steps, kl, color="tab:red", lw=1)
+    ax_kl.set_xscale("log")
+    ax_kl.set_xlim(1, len(kl))
+    ax_kl.set_xlabel("optimizer step (log scale)")
+    ax_kl.set_ylabel("KL term, nats per image")
+    ax_kl.set_title("the KL curve of the same run")
+    for e in range(1, len(kl) // film.batches_per_epoch + 1):
+        ax_kl.axvline(e * film.batches_per_epoch, color="0.85", lw=0.6, zorder=0)
+    (marker,) = ax_kl.plot([], [], "o", color="black", ms=7)
+    title = fig.suptitle("", fontsize=12)
+
+    def draw(i: int) -> list:
+        step = int(film.steps[i])
+        scat.set_offsets(mu[i])
+        for text, d in zip(texts, digits, strict=True):
+            centre = np.median(mu[i][film.labels == d], axis=0)
+            text.set_position((float(centre[0]), float(centre[1])))
+        image.set_data(_grid_image(film.decoded[i]))
+        x = max(step, 1)
+        marker.set_data([x], [kl[x - 1]])
+        title.set_text(_step_label(step, film.batches_per_epoch))
+        return [scat, image, marker, title, *texts]
+
+    draw(0)
+    anim = animation.FuncAnimation(fig, draw, frames=len(film.steps), interval=interval,
+                                   blit=False, repeat=True)
+    plt.close(fig)
+    return anim
+
+
+def save_gif(anim: animation.FuncAnimation, path: str | os.PathLike, fps: float = 1.5,
+             dpi: int = 60) -> Path:
+    """Write ``anim`` as a looping GIF with Pillow (a matplotlib dependency)."""
+    path = Path(path)
+    anim.save(path, writer=animation.PillowWriter(fps=fps), dpi=dpi)
+    return path
