@@ -61,7 +61,8 @@ SWEEP_NAMES = (
 )
 #: The checkpoints shipped in PRETRAINED_DIR.
 PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist", "conv_vae_mnist_fast", "classifier_mnist",
-                    "binarized_vae_d32", *SWEEP_NAMES)
+                    "binarized_vae_d32", *SWEEP_NAMES,
+                    "fashion_vae_d16", "classifier_fashion")  # notebook 07
 
 
 class CheckpointError(RuntimeError):

@@ -173,3 +173,56 @@ def test_the_grid_posterior_matches_the_closed_form_of_a_linear_gaussian_model()
     shifted = true_posterior_grid(model, x, kind="mse", limit=5.0, n=251)
     assert shifted.kl_q_to_posterior == pytest.approx(0.25 / (2 * var_1), rel=1e-3)
     assert shifted.log_px == pytest.approx(grid.log_px, abs=1e-9)  # p(x) does not depend on q
+
+
+def test_the_zoomed_grid_agrees_with_one_fine_grid_on_a_shifted_encoder():
+    from helper_lib.posterior import true_posterior_grid, zoomed_posterior_grid
+
+    model = _LinearGaussianVAE(sigma2=0.5)
+    x = torch.randn(1, 1, 2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
+    exact_encode = model.encode
+    model.encode = lambda xx: (exact_encode(xx)[0] + torch.tensor([0.5, 0.0], dtype=xx.dtype),
+                               exact_encode(xx)[1])
+    var_1 = 1 / (1 + 1.5**2 / 0.5)
+    coarse, fine = zoomed_posterior_grid(model, x, kind="mse", limit=5.0, coarse_n=41, fine_n=61)
+    assert fine.kl_q_to_posterior == pytest.approx(0.25 / (2 * var_1), rel=1e-3)
+    assert fine.log_px == pytest.approx(model.log_px(x).item(), abs=1e-3)
+    assert coarse.z1[0] == -5.0 and fine.z1[-1] - fine.z1[0] < 10.0  # it did zoom in
+    assert true_posterior_grid(model, x, kind="mse", n=41, bounds=(-1, 2, -3, 0)).z2[0] == -3
+
+
+def test_the_aggregate_density_is_the_mixture_of_the_encoder_gaussians():
+    from torch import distributions as D
+
+    from helper_lib.posterior import aggregate_log_density
+
+    g = torch.Generator().manual_seed(3)
+    mu, logvar = torch.randn(50, 3, generator=g), torch.randn(50, 3, generator=g) * 0.5
+    z = torch.randn(70, 3, generator=g) * 2
+    mixture = D.MixtureSameFamily(
+        D.Categorical(torch.ones(50, dtype=torch.float64)),
+        D.Independent(D.Normal(mu.double(), torch.exp(0.5 * logvar.double())), 1))
+    got = aggregate_log_density(mu, logvar, z, chunk=16)
+    torch.testing.assert_close(got, mixture.log_prob(z.double()), rtol=1e-10, atol=1e-10)
+
+
+def test_grid_moments_recover_a_gaussians_mean_spread_and_correlation():
+    from helper_lib.posterior import GridPosterior, grid_moments
+
+    axis = torch.linspace(-3, 3, 301, dtype=torch.float64)
+    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
+    cov = torch.tensor([[0.25, -0.1], [-0.1, 0.16]], dtype=torch.float64)
+    mvn = torch.distributions.MultivariateNormal(torch.tensor([0.5, -0.4], dtype=torch.float64),
+                                                 cov)
+    logp = mvn.log_prob(torch.stack([z1, z2], -1))
+    q = torch.distributions.Normal(0.0, 0.3).log_prob(z1) + torch.distributions.Normal(
+        1.0, 0.2).log_prob(z2)
+    post, qm = grid_moments(GridPosterior(axis, axis, logp, q, 0.0, 0.0))
+    torch.testing.assert_close(post.mean, torch.tensor([0.5, -0.4], dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    torch.testing.assert_close(post.sd, torch.tensor([0.5, 0.4], dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    assert post.corr == pytest.approx(-0.1 / (0.5 * 0.4), abs=1e-4)
+    torch.testing.assert_close(qm.mean, torch.tensor([0.0, 1.0], dtype=torch.float64),
+                               atol=1e-4, rtol=0)
+    assert qm.corr == pytest.approx(0.0, abs=1e-6)

@@ -16,7 +16,9 @@ from helper_lib.models import count_parameters
 
 #: Parameter counts: the lecture's two models, and (latent size 2) the classifier.
 EXPECTED = {"conv_vae_mnist": 207_237, "conv_ae_mnist": 200_963, "conv_vae_mnist_fast": 207_237,
-            "classifier_mnist": 467_818}
+            "classifier_mnist": 467_818,
+            # feature_dim 32: 467,818 - (3136 + 10) * 128 - 128 + (3136 + 10) * 32 + 32
+            "classifier_fashion": 165_706}
 #: ConvVAE / ConvAutoencoder parameter counts by latent size, counted by hand: the encoder and
 #: decoder stacks (the D = 2 totals above) plus the layers that touch z, 3136 weights per unit.
 VAE_BY_D = {d: 207_237 + (d - 2) * (2 * 3136 + 2 + 3136) for d in (4, 8, 16, 32)}
@@ -45,11 +47,11 @@ def test_pretrained_checkpoint_matches_its_metadata(name, test_loader):
     path = pretrained_path(name)
     assert path.is_file(), f"{path} is missing: see data/pretrained/README.md"
     assert path.stat().st_size < 2_100_000
-    if name.startswith("binarized"):
-        test_loader = get_dataloaders("binarized-mnist", batch_size=256)[2]
     recorded_hash = path.with_name(path.name + ".sha256").read_text().split()[0]
     assert sha256_file(path) == recorded_hash
     meta = load_checkpoint(path)["metadata"]
+    if meta["dataset"] != "mnist":
+        test_loader = get_dataloaders(meta["dataset"], batch_size=256)[2]
     model = load_model(path)  # verifies the sha256 again
     assert count_parameters(model) == _expected_parameters(name) == meta["parameters"]
     reference = meta["reference_eval"]
@@ -126,3 +128,29 @@ def test_notebook_06s_headline_measurements_hold(test_loader):
     iw = evaluation("binarized_vae_d32")["iw_log_likelihood"]
     assert iw["k"] >= 1000 and iw["images"] >= 1000 and iw["subset"] == "random (seed 0)"
     assert -iw["nats_per_image"] <= 88.0
+
+
+def test_the_shipped_film_is_the_training_of_the_shipped_fast_model(test_loader):
+    """conv_vae_mnist_fast.snapshots.npz was recorded by the same command as the fast model
+    plus --snapshots: its last snapshot is that model's code of the followed test images."""
+    import numpy as np
+    import torch
+
+    from helper_lib.checkpoints import load_pretrained_history
+    from helper_lib.film import load_film, snapshot_steps
+
+    path = PRETRAINED_DIR / "conv_vae_mnist_fast.snapshots.npz"
+    assert sha256_file(path) == path.with_name(path.name + ".sha256").read_text().split()[0]
+    film = load_film(path)
+    assert film.steps.tolist() == snapshot_steps(235, 12)
+    assert film.mu.shape == film.logvar.shape == (24, 2000, 2)
+    assert film.decoded.shape == (24, 225, 28, 28)
+    images, labels = test_loader.dataset.tensors
+    assert np.array_equal(film.labels, labels[film.image_index].numpy())
+    model = load_model(pretrained_path("conv_vae_mnist_fast")).eval()
+    with torch.no_grad():
+        mu, logvar = (t.numpy() for t in model.encode(images[film.image_index]))
+    np.testing.assert_allclose(film.mu[-1].astype(np.float32), mu, atol=0.01, rtol=0.01)
+    np.testing.assert_allclose(film.logvar[-1].astype(np.float32), logvar, atol=0.02, rtol=0.01)
+    history = load_pretrained_history("conv_vae_mnist_fast")
+    np.testing.assert_allclose(film.kl, history.batch["kl"], rtol=1e-5)
