@@ -1,0 +1,163 @@
+"""The course site in a real browser: Debian's chromium, headless, opening the files from disk.
+
+The smoke-mode site of notebook 04 (math, figures, exercises with solutions) is built once by
+``python -m helper_lib book``; then the index, the notebook's page and its slide deck are each
+checked for: every image loaded, the math typeset, no request to anything but ``file://`` (a
+``data:`` image or ``about:blank`` frame is not a request that leaves the machine), and the
+solutions collapsed. A screenshot of each is written to the test's temporary folder.
+
+Runs in the default test run when chromium and playwright are installed (``.ci/run`` installs
+chromium with apt-get); skipped with the reason otherwise, unless ``VAE_REQUIRE_BROWSER=1``
+(as in ``.ci/run``) turns the skip into a failure.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+
+from helper_lib.book import REPO
+from helper_lib.cli import main
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+#: Flags for a closed network: without the background-networking ones chromium keeps trying to
+#: reach Google's hosts, and those attempts would count as requests.
+CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update",
+                 "--disable-sync", "--disable-default-apps"]
+LOCAL_SCHEMES = ("file://", "data:", "about:blank", "blob:")
+
+
+def _browser_or_skip():
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        reason = "playwright is not installed (pip install -r requirements.txt)"
+    else:
+        if CHROMIUM is not None:
+            return sync_playwright
+        reason = "no chromium on this machine (Debian: apt-get install -y chromium)"
+    if os.environ.get("VAE_REQUIRE_BROWSER") == "1":
+        pytest.fail(f"VAE_REQUIRE_BROWSER=1 but {reason}")
+    pytest.skip(reason)
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory) -> Path:
+    _browser_or_skip()
+    out = tmp_path_factory.mktemp("browser") / "site"
+    code = main(["book", "--out", str(out), "--smoke",
+                 "--notebooks", str(REPO / "notebooks" / "04_vae_loss.ipynb")])
+    assert code == 0
+    return out
+
+
+@pytest.fixture(scope="module")
+def browser(site):
+    sync_playwright = _browser_or_skip()
+    with sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+        yield b
+        b.close()
+
+
+def _open(browser, path: Path, query: str = ""):
+    """Open ``path``; return the page and every URL it requested, once MathJax is done."""
+    page = browser.new_page(viewport={"width": 1280, "height": 900})
+    requests: list[str] = []
+    page.on("request", lambda r: requests.append(r.url))
+    page.goto(path.as_uri() + query, wait_until="load")
+    page.wait_for_function(
+        "window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0"
+        " && MathJax.Hub.queue.running === 0 && document.readyState === 'complete'",
+        timeout=60_000)
+    page.wait_for_timeout(300)  # let the last typeset pass paint
+    return page, requests
+
+
+def _check_page(browser, path: Path, shots: Path, expect_math: bool, expect_images: bool,
+                query: str = "") -> dict:
+    """Every check on one page. For a slide deck pass ``query="?print-pdf"``: then every slide
+    is laid out and visible, so the text of all of them can be read as the reader sees it."""
+    page, requests = _open(browser, path, query)
+    page.screenshot(path=str(shots / f"{path.stem}.png"), full_page=bool(query))
+    leaving = [u for u in requests if not u.startswith(LOCAL_SCHEMES)]
+    assert leaving == [], f"{path.name} requested {leaving}"
+    images = page.evaluate(
+        "Array.from(document.images).map(i => ({src: i.src.slice(0, 80), done: i.complete,"
+        " w: i.naturalWidth, h: i.naturalHeight}))")
+    broken = [i for i in images if not (i["done"] and i["w"] > 0 and i["h"] > 0)]
+    assert broken == [], f"{path.name}: images that did not load: {broken}"
+    if expect_images:
+        assert len(images) >= 3, f"{path.name}: only {len(images)} images"
+    # The prose (markdown) as the reader sees it: no TeX source may be left in it.
+    prose = page.evaluate(
+        "Array.from(document.querySelectorAll('.jp-MarkdownCell, .jp-RenderedMarkdown'))"
+        ".map(e => e.innerText).join('\\n')")
+    for raw in ("$$", "\\frac", "\\mathcal", "\\mid"):
+        assert raw not in prose, f"{path.name}: raw TeX {raw!r} left in the text"
+    typeset = page.locator(".MathJax, .MathJax_Display, .MathJax_SVG").count()
+    if expect_math:
+        assert typeset >= 5, f"{path.name}: MathJax typeset only {typeset} formulas"
+    solutions = page.locator("details.vae-solution")
+    n = solutions.count()
+    for i in range(n):
+        details = solutions.nth(i)
+        assert details.evaluate("d => d.open") is False
+        body = details.locator(".jp-Cell-inputWrapper, .jp-InputArea, .jp-RenderedMarkdown")
+        if body.count():
+            assert not body.first.is_visible(), f"{path.name}: solution {i} is showing"
+    result = {"images": len(images), "typeset": typeset, "solutions": n,
+              "requests": len(requests)}
+    page.close()
+    return result
+
+
+def test_the_index_page_in_a_browser(browser, site, tmp_path):
+    result = _check_page(browser, site / "index.html", tmp_path, expect_math=False,
+                         expect_images=True)  # the README's figures
+    assert result["images"] >= 4
+
+
+def test_a_notebook_page_in_a_browser(browser, site, tmp_path):
+    result = _check_page(browser, site / "04_vae_loss.html", tmp_path, expect_math=True,
+                         expect_images=True)
+    assert result["solutions"] >= 2
+    # one click opens a solution
+    page, _ = _open(browser, site / "04_vae_loss.html")
+    first = page.locator("details.vae-solution").first
+    first.locator("summary").click()
+    assert first.evaluate("d => d.open") is True
+    assert first.locator(".jp-InputArea, .jp-RenderedMarkdown").first.is_visible()
+    page.close()
+
+
+def test_a_slide_deck_in_a_browser(browser, site, tmp_path):
+    deck = site / "04_vae_loss.slides.html"
+    # As presented: reveal.js starts, and each slide shows typeset math once it is current
+    # (slides out of view are not rendered, so their text is only read when shown).
+    page, requests = _open(browser, deck)
+    page.screenshot(path=str(tmp_path / "slides-first.png"))
+    assert [u for u in requests if not u.startswith(LOCAL_SCHEMES)] == []
+    assert page.evaluate("Reveal.isReady()") and page.evaluate("Reveal.getTotalSlides()") > 5
+    for h in range(page.evaluate("Reveal.getHorizontalSlides().length")):
+        page.evaluate(f"Reveal.slide({h}, 0)")
+        page.wait_for_function("MathJax.Hub.queue.pending === 0"
+                               " && MathJax.Hub.queue.running === 0")
+        text = page.evaluate("Reveal.getCurrentSlide().innerText")
+        assert "$$" not in text and "\\frac" not in text, f"slide {h}: raw TeX"
+    page.close()
+    # ?print-pdf: every slide laid out for the browser's "Print to PDF", checked in full
+    result = _check_page(browser, deck, tmp_path, expect_math=True, expect_images=True,
+                         query="?print-pdf")
+    assert result["requests"] > 0
+    page, _ = _open(browser, deck, "?print-pdf")
+    assert page.evaluate("document.documentElement.classList.contains('reveal-print')"
+                         " || document.querySelectorAll('.pdf-page').length > 0")
+    pdf = tmp_path / "slides.pdf"
+    page.pdf(path=str(pdf))
+    assert pdf.stat().st_size > 10_000
+    page.close()
