@@ -26,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import subprocess
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -127,7 +128,9 @@ def execute_notebook(path: Path, timeout: int = 600, smoke: bool = False) -> nbf
                             resources={"metadata": {"path": str(path.parent)}},
                             store_widget_state=False)
     try:
-        client.execute(env=env)
+        # The kernel's own stderr only repeats ipykernel's warning about its local TCP socket;
+        # errors in cells reach us through the protocol, a dead kernel as DeadKernelError.
+        client.execute(env=env, stderr=subprocess.DEVNULL)
     except CellExecutionError as err:
         raise BookError(f"{path.name} failed while building the site:\n{err}") from None
     _drop_widget_views(nb)
@@ -240,6 +243,8 @@ def build_site(
 
     executed: list[tuple[str, str, nbformat.NotebookNode]] = []
     for i, path in enumerate(paths, 1):
+        if execute:
+            log(f"[{i}/{len(paths)}] {path.name}: executing ({'smoke' if smoke else 'full'} mode)")
         t0 = time.perf_counter()
         nb = (execute_notebook(path, timeout=timeout, smoke=smoke) if execute
               else nbformat.read(path, as_version=4))
@@ -249,6 +254,7 @@ def build_site(
         executed.append((path.stem, title, nb))
         log(f"[{i}/{len(paths)}] {path.name}: {'executed' if execute else 'converted'} in "
             f"{report.seconds[path.stem]:.1f} s")
+    log("writing the pages, slides and handouts")
 
     names = [name for name, _, _ in executed]
     for i, (name, _, nb) in enumerate(executed):

@@ -11,6 +11,7 @@ the per-step KL curve beside it (:func:`animate_film`).
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,7 +28,7 @@ from .train import Snapshots
 
 __all__ = ["EARLY_STEPS", "Film", "quantile_grid", "snapshot_steps", "lecture_snapshots",
            "film_from_snapshots", "save_film", "load_film", "kl_parts", "running_mean",
-           "animate_film", "save_gif"]
+           "animate_film", "film_html", "save_gif"]
 
 #: The optimizer steps recorded in the first epoch, where the KL term spikes (near step 20 with
 #: the fast recipe), dips and climbs again; after that one snapshot at the end of every epoch.
@@ -189,8 +190,8 @@ def animate_film(film: Film, interval: int = 700, lims: float | None = None,
     """An animation of ``film``: the means of the followed images (coloured by digit), the
     decoded grid of codes, and the per-step KL term with a marker at the snapshot's step.
 
-    Display it in a notebook with ``IPython.display.HTML(anim.to_jshtml())`` (plays in the
-    static HTML export too). The figure is detached from pyplot, so it does not also appear as a
+    Display it in a notebook with ``IPython.display.HTML(film_html(anim))``, which plays in the
+    static HTML export too, offline. The figure is detached from pyplot, so it does not also appear as a
     still image. ``lims`` fixes the scatter's axes to ``[-lims, lims]`` (default: wide enough
     for 99 % of the final means, at least 3.5). ``kl_smooth`` is a running mean over that many
     steps, to make the curve readable; the marker sits on the smoothed curve. ``dpi`` sets the
@@ -259,6 +260,30 @@ def animate_film(film: Film, interval: int = 700, lims: float | None = None,
                                    blit=False, repeat=True)
     plt.close(fig)
     return anim
+
+
+#: matplotlib's player buttons use Font Awesome icons from a CDN; these stand in for them.
+_PLAYER_ICONS = {
+    "fa fa-minus": "\u2212", "fa fa-fast-backward": "|\u25c0\u25c0",
+    "fa fa-step-backward": "|\u25c0", "fa fa-play fa-flip-horizontal": "\u25c0",
+    "fa fa-pause": "\u275a\u275a", "fa fa-play": "\u25b6", "fa fa-step-forward": "\u25b6|",
+    "fa fa-fast-forward": "\u25b6\u25b6|", "fa fa-plus": "+",
+}
+
+
+def film_html(anim: animation.FuncAnimation, default_mode: str = "once") -> str:
+    """``anim`` as a self-contained HTML/JS player (``anim.to_jshtml``), with nothing fetched
+    from the network: matplotlib's player links Font Awesome from a CDN for its button icons,
+    which is dropped here and the icons replaced by plain characters. Show it in a notebook with
+    ``IPython.display.HTML(film_html(anim))``; it plays in JupyterLab and in static HTML pages."""
+    html = anim.to_jshtml(default_mode=default_mode)
+    html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
+    for css_class, text in _PLAYER_ICONS.items():
+        html = html.replace(f'<i class="{css_class}"></i>', text)
+    if "fa fa-" in html or "://" in re.sub(r"data:[^\"']*", "", html):
+        raise RuntimeError("matplotlib's animation player changed: it still refers to Font "
+                           "Awesome or to an address; update helper_lib.film.film_html")
+    return html
 
 
 def save_gif(anim: animation.FuncAnimation, path: str | os.PathLike, fps: float = 1.5,

@@ -13,6 +13,7 @@ from helper_lib.film import (
     EARLY_STEPS,
     animate_film,
     film_from_snapshots,
+    film_html,
     lecture_snapshots,
     load_film,
     save_film,
@@ -90,8 +91,12 @@ def test_the_animation_shows_each_snapshot_with_the_kl_marker_at_its_step(small_
         shown = fig.axes[1].images[0].get_array()
         assert shown.shape == (2 + 4 * 30, 2 + 4 * 30)  # a 4 x 4 grid of 28-px tiles, padded
         assert shown[2:30, 2:30].tolist() == film.decoded[i, 0].tolist()
-    html = anim.to_jshtml()
+    html = film_html(anim)
     assert html.count("data:image/png;base64") == len(film.steps)
+    # offline: matplotlib's own player would link Font Awesome from a CDN for its icons
+    assert "font-awesome" in anim.to_jshtml()
+    assert "font-awesome" not in html and "https://" not in html and "fa fa-" not in html
+    assert html.count("<button") == 9 and "\u25b6" in html  # the play button has its icon
 
 
 def test_the_film_command_writes_a_gif_with_one_frame_per_snapshot(small_film, tmp_path, capsys):

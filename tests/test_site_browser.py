@@ -1,8 +1,8 @@
 """The course site in a real browser: Debian's chromium, headless, opening the files from disk.
 
-The smoke-mode site of notebook 04 (math, figures, exercises with solutions) is built once by
-``python -m helper_lib book``; then the index, the notebook's page and its slide deck are each
-checked for: every image loaded, the math typeset, no request to anything but ``file://`` (a
+The smoke-mode site of notebooks 04 (math, figures, exercises with solutions) and 07 (an
+animation, the most script-heavy output) is built once by ``python -m helper_lib book``; then the
+index, both pages and 04's slide deck are each checked for: every image loaded, the math typeset, no request to anything but ``file://`` (a
 ``data:`` image or ``about:blank`` frame is not a request that leaves the machine), and the
 solutions collapsed. A screenshot of each is written to the test's temporary folder.
 
@@ -49,8 +49,9 @@ def _browser_or_skip():
 def site(tmp_path_factory) -> Path:
     _browser_or_skip()
     out = tmp_path_factory.mktemp("browser") / "site"
-    code = main(["book", "--out", str(out), "--smoke",
-                 "--notebooks", str(REPO / "notebooks" / "04_vae_loss.ipynb")])
+    code = main(["book", "--out", str(out), "--smoke", "--notebooks",
+                 str(REPO / "notebooks" / "04_vae_loss.ipynb"),
+                 str(REPO / "notebooks" / "07_inside_the_latent_space.ipynb")])
     assert code == 0
     return out
 
@@ -70,10 +71,16 @@ def _open(browser, path: Path, query: str = ""):
     requests: list[str] = []
     page.on("request", lambda r: requests.append(r.url))
     page.goto(path.as_uri() + query, wait_until="load")
-    page.wait_for_function(
-        "window.MathJax && MathJax.Hub && MathJax.Hub.queue.pending === 0"
-        " && MathJax.Hub.queue.running === 0 && document.readyState === 'complete'",
-        timeout=60_000)
+    leaving = [u for u in requests if not u.startswith(LOCAL_SCHEMES)]
+    assert leaving == [], f"{path.name} requested {leaving}"  # e.g. MathJax from a CDN
+    # the template marks the page when MathJax's first pass is over; then its queue must be idle
+    try:
+        page.wait_for_function(
+            "document.documentElement.dataset.mathjax === 'done'"
+            " && MathJax.Hub.queue.pending === 0 && MathJax.Hub.queue.running === 0"
+            " && document.readyState === 'complete'", timeout=60_000)
+    except Exception as err:  # playwright's TimeoutError
+        raise AssertionError(f"{path.name}: MathJax never finished typesetting ({err})") from None
     page.wait_for_timeout(300)  # let the last typeset pass paint
     return page, requests
 
@@ -132,6 +139,25 @@ def test_a_notebook_page_in_a_browser(browser, site, tmp_path):
     first.locator("summary").click()
     assert first.evaluate("d => d.open") is True
     assert first.locator(".jp-InputArea, .jp-RenderedMarkdown").first.is_visible()
+    page.close()
+
+
+def test_the_animation_plays_offline_in_a_browser(browser, site, tmp_path):
+    result = _check_page(browser, site / "07_inside_the_latent_space.html", tmp_path,
+                         expect_math=True, expect_images=True)
+    assert result["solutions"] >= 3
+    page, requests = _open(browser, site / "07_inside_the_latent_space.html")
+    player = page.locator(".animation").first
+    player.scroll_into_view_if_needed()
+    frame = "document.querySelector('.animation img').src"
+    first = page.evaluate(frame)
+    player.locator("button[title='Next frame']").click()
+    assert page.evaluate(frame) != first  # a step forward shows another snapshot
+    player.locator("button[title='Play']").click()
+    page.wait_for_timeout(1500)
+    player.locator("button[title='Pause']").click()
+    page.screenshot(path=str(tmp_path / "animation.png"))
+    assert [u for u in requests if not u.startswith(LOCAL_SCHEMES)] == []
     page.close()
 
 
