@@ -191,11 +191,11 @@ def animate_film(film: Film, interval: int = 700, lims: float | None = None,
     decoded grid of codes, and the per-step KL term with a marker at the snapshot's step.
 
     Display it in a notebook with ``IPython.display.HTML(film_html(anim))``, which plays in the
-    static HTML export too, offline. The figure is detached from pyplot, so it does not also appear as a
-    still image. ``lims`` fixes the scatter's axes to ``[-lims, lims]`` (default: wide enough
-    for 99 % of the final means, at least 3.5). ``kl_smooth`` is a running mean over that many
-    steps, to make the curve readable; the marker sits on the smoothed curve. ``dpi`` sets the
-    size of the frames that ``to_jshtml`` embeds (72: about 200 kB per frame).
+    static HTML export too, offline. The figure is detached from pyplot, so it does not also
+    appear as a still image. ``lims`` fixes the scatter's axes to ``[-lims, lims]`` (default:
+    wide enough for 99 % of the means in every frame, at least 3.5). ``kl_smooth`` is a running
+    mean over that many steps, to make the curve readable; the marker sits on the smoothed
+    curve. ``dpi`` sets the size of the frames that the player embeds (72: about 200 kB each).
     """
     if film.mu.shape[2] != 2:
         raise ValueError(f"animate_film draws a 2-D latent space, this film is "

@@ -117,7 +117,8 @@ def zoomed_posterior_grid(model: nn.Module, x: Tensor, kind: str = "mse",
     The fine window is the smallest rectangle holding every coarse cell where ``p(z | x)`` or
     ``q(z | x)`` exceeds ``floor`` times its peak, widened by one coarse cell on each side
     (clipped to the coarse grid). On the lecture's model a floor of 1e-5 and one of 1e-7 give the
-    same KL to 0.002 nats. Both grids are returned, ``(coarse, fine)``; quote the fine one. ``coarse_n * coarse_n + fine_n * fine_n`` decodings in all.
+    same KL to 0.002 nats. Both grids are returned, ``(coarse, fine)``; quote the fine one.
+    ``coarse_n * coarse_n + fine_n * fine_n`` decodings in all.
     """
     coarse = true_posterior_grid(model, x, kind, reconstruction_weight, limit=limit, n=coarse_n,
                                  chunk=chunk)

@@ -2,9 +2,10 @@
 
 The smoke-mode site of notebooks 04 (math, figures, exercises with solutions) and 07 (an
 animation, the most script-heavy output) is built once by ``python -m helper_lib book``; then the
-index, both pages and 04's slide deck are each checked for: every image loaded, the math typeset, no request to anything but ``file://`` (a
-``data:`` image or ``about:blank`` frame is not a request that leaves the machine), and the
-solutions collapsed. A screenshot of each is written to the test's temporary folder.
+index, both pages and 04's slide deck are each checked for: every image loaded, the math
+typeset, no request to anything but ``file://`` (a ``data:`` image or ``about:blank`` frame is
+not a request that leaves the machine), and the solutions collapsed. A screenshot of each is
+written to the test's temporary folder.
 
 Runs in the default test run when chromium and playwright are installed (``.ci/run`` installs
 chromium with apt-get); skipped with the reason otherwise, unless ``VAE_REQUIRE_BROWSER=1``
