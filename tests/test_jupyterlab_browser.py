@@ -18,7 +18,6 @@ import urllib.request
 
 import nbformat
 import pytest
-
 from test_site_browser import CHROMIUM, CHROMIUM_ARGS
 
 EXPLORER = """from helper_lib import get_dataloaders
