@@ -140,6 +140,8 @@ def execute_notebook(path: Path, timeout: int = 600, smoke: bool = False) -> nbf
 def _readme_notebook(readme: Path, names: Sequence[str], table: str) -> nbformat.NotebookNode:
     """The README as a one-cell notebook for the index page, its notebook links retargeted."""
     text = readme.read_text(encoding="utf-8")
+    if text.startswith("# "):  # the contents table carries the title already
+        text = text.split("\n", 1)[1] if "\n" in text else ""
     for name in names:
         text = text.replace(f"(notebooks/{name}.ipynb)", f"({name}.html)")
     nb = nbformat.v4.new_notebook()

@@ -48,6 +48,7 @@ def test_the_site_has_an_index_a_page_slides_and_a_handout_per_notebook(unexecut
     index = (out / "index.html").read_text()
     assert 'href="04_vae_loss.html"' in index and 'href="04_vae_loss.slides.html"' in index
     assert "notebooks/04_vae_loss.ipynb" not in index  # the README's link now points at the page
+    assert index.count("<h1") == 1  # the README's title is not repeated under the table
     page = (out / "04_vae_loss.html").read_text()
     assert 'rel="prev" title="L17.3' in page and 'href="index.html"' in page
     assert (out / "_static" / "mathjax" / "MathJax.js").is_file()
