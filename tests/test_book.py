@@ -132,3 +132,16 @@ def test_build_info_records_the_mode(unexecuted_site):
     info = json.loads((unexecuted_site / "build-info.json").read_text())
     assert info["executed"] is False and set(info["seconds"]) == {"03_logvar_trick",
                                                                   "04_vae_loss"}
+
+
+@pytest.mark.slow
+def test_every_page_of_the_whole_smoke_site_is_offline(tmp_path):
+    """All notebooks executed (smoke mode): no page refers to anything but local files."""
+    report = build_site(tmp_path / "site", smoke=True, log=lambda _: None)
+    assert len(report.pages) == len(list((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb"))) + 1
+    for page in (tmp_path / "site").glob("*.html"):
+        html = page.read_text()
+        assert _external_references(html) == [], page.name
+        assert "font-awesome" not in html and "fa fa-" not in html, page.name
+    assert (tmp_path / "site" / "07_inside_the_latent_space.html").read_text().count(
+        'class="animation"') == 1
