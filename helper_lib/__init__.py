@@ -17,10 +17,11 @@ from .checkpoints import CheckpointError, load_model, save_checkpoint
 from .data import DatasetNotFoundError, get_dataloaders
 from .losses import kl_divergence, reconstruction_loss, vae_loss
 from .models import ConvAutoencoder, ConvVAE, count_parameters
+from .project import VERSION
 from .train import History, train_autoencoder, train_vae
 from .utils import deterministic, get_device, set_seed
 
-__version__ = "0.1.0"
+__version__ = VERSION
 
 __all__ = [
     "CheckpointError",

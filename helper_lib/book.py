@@ -34,6 +34,8 @@ from pathlib import Path
 
 import nbformat
 
+from .project import binder_url, colab_url, launch_links
+
 __all__ = ["REPO", "BookError", "SiteReport", "asset_folders", "notebook_title",
            "execute_notebook", "build_site"]
 
@@ -154,11 +156,13 @@ def _contents_table(entries: Sequence[tuple[str, str]], smoke: bool) -> str:
     mode = ("**smoke mode** (a few hundred images, rough models: for checking the build)"
             if smoke else "full mode, with the shipped models of `data/pretrained/`")
     rows = "\n".join(f"| [{html.escape(title)}]({name}.html) | [slides]({name}.slides.html) | "
-                     f"[student notebook](handouts/{name}.ipynb) |" for name, title in entries)
+                     f"[student notebook](handouts/{name}.ipynb) | "
+                     f"{launch_links(name + '.ipynb')} |" for name, title in entries)
     return (f"# {SITE_TITLE}\n\nEvery notebook below was executed for this site in {mode}. "
             "Each has a page, a reveal.js slide deck (add `?print-pdf` to its address and print "
             "to PDF for a handout of the slides) and a student copy without the solutions.\n\n"
-            f"| notebook | slides | student notebook |\n|---|---|---|\n{rows}\n")
+            "| notebook | slides | student notebook | run it online |\n|---|---|---|---|\n"
+            f"{rows}\n")
 
 
 def _prepare_out(out: Path) -> None:
@@ -261,7 +265,8 @@ def build_site(
     names = [name for name, _, _ in executed]
     for i, (name, _, nb) in enumerate(executed):
         nav = {"site_title": SITE_TITLE, "index": "index.html", "slides": f"{name}.slides.html",
-               "handout": f"handouts/{name}.ipynb"}
+               "handout": f"handouts/{name}.ipynb", "colab": colab_url(f"{name}.ipynb"),
+               "binder": binder_url(f"{name}.ipynb")}
         if i > 0:
             nav["prev"] = {"href": f"{names[i - 1]}.html", "title": executed[i - 1][1]}
         if i + 1 < len(executed):

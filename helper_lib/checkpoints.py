@@ -14,7 +14,7 @@ checkpoint's hash against it before loading.
 
 from __future__ import annotations
 
-import hashlib
+import json
 import math
 import os
 import pickle
@@ -28,8 +28,10 @@ from typing import Any
 import torch
 from torch import nn
 
+from .downloads import sha256_file
 from .history import History
 from .models import MODELS
+from .pretrained import MANIFEST_PATH, manifest, pretrained_file
 
 __all__ = [
     "CheckpointError",
@@ -47,10 +49,12 @@ __all__ = [
     "pretrained_path",
     "load_pretrained",
     "load_pretrained_history",
+    "write_manifest",
 ]
 
 FORMAT = "helper_lib-checkpoint/1"
-#: Where the shipped checkpoints live (committed to git; see data/pretrained/README.md).
+#: The clone's folder of shipped checkpoints (committed to git; see data/pretrained/README.md).
+#: Outside a clone it does not exist: :func:`pretrained_path` finds (or downloads) the files.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
 #: The sweep of notebook 06 ("measuring the claims"), all trained with ``--recipe fast``.
 SWEEP_NAMES = (
@@ -155,15 +159,6 @@ def remove_partial_writes(path: str | os.PathLike) -> list[Path]:
     return stale
 
 
-def sha256_file(path: str | os.PathLike) -> str:
-    """Hex SHA-256 of a file."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
 def write_sha256(path: str | os.PathLike) -> str:
     """Write ``<path>.sha256`` (``sha256sum`` format) beside ``path`` and return the hash."""
     digest = sha256_file(path)
@@ -264,14 +259,23 @@ def _restore_hint(path: Path) -> str:
 
 def _check_name(name: str) -> None:
     if name not in PRETRAINED_NAMES:
-        raise ValueError(f"unknown pretrained model {name!r}; the shipped ones are "
+        what = " (a path, not a model name)" if ("/" in name or "\\" in name) else ""
+        raise ValueError(f"unknown pretrained model {name!r}{what}; the shipped ones are "
                          f"{', '.join(PRETRAINED_NAMES)}")
 
 
 def pretrained_path(name: str) -> Path:
-    """``data/pretrained/<name>.pt``, e.g. ``pretrained_path("conv_vae_mnist")``."""
+    """The verified local file of the shipped checkpoint ``name``, e.g.
+    ``pretrained_path("conv_vae_mnist")``: the clone's ``data/pretrained/<name>.pt``, else the
+    user cache's copy, else downloaded into the cache
+    (:func:`helper_lib.pretrained.pretrained_file`).
+
+    Raises:
+        ValueError: an unknown name (the message lists the names).
+        helper_lib.pretrained.PretrainedUnavailableError: found nowhere and not downloadable.
+    """
     _check_name(name)
-    return PRETRAINED_DIR / f"{name}.pt"
+    return pretrained_file(f"{name}.pt")
 
 
 def _trained_with(payload: dict[str, Any]) -> dict[str, Any]:
@@ -288,27 +292,31 @@ def _trained_with(payload: dict[str, Any]) -> dict[str, Any]:
 def load_pretrained(
     name: str, device: str | torch.device = "cpu", expect: dict[str, Any] | None = None
 ) -> nn.Module | None:
-    """The shipped checkpoint ``name`` (sha256-verified, in ``eval()`` mode), or ``None``, so
-    that notebooks can fall back to training:
+    """The shipped checkpoint ``name`` (sha256-verified, in ``eval()`` mode; from the clone, the
+    cache or a download, see :func:`pretrained_path`), or ``None``, so that notebooks can fall
+    back to training when the caller asks for other settings:
 
     >>> model = load_pretrained("conv_vae_mnist", expect={"epochs": EPOCHS})  # doctest: +SKIP
     >>> if model is None: ...                      # train from scratch
 
-    ``None`` when the file is absent, and when ``expect`` (the settings the caller would train
-    with) differs from what the shipped model was trained with; a ``UserWarning`` then names
-    the differences. Keys: ``latent_dim``, ``epochs``, ``batch_size``, ``lr``, ``schedule``,
+    ``None`` when ``expect`` (the settings the caller would train with) differs from what the
+    shipped model was trained with; a ``UserWarning`` then names the differences. A model that
+    is found nowhere and cannot be downloaded is an error, never a silent fallback to a long
+    training: the error says what training it here would cost. Keys: ``latent_dim``,
+    ``epochs``, ``batch_size``, ``lr``, ``schedule``,
     ``seed``, ``dataset``, ``kind``, ``reconstruction_weight``, ``beta``, ``train_subset``.
 
     Raises:
         ValueError: ``name`` is not one of :data:`PRETRAINED_NAMES`, or ``expect`` has a key
             the checkpoint does not record.
         CheckpointError: the file exists but is corrupted, truncated or does not fit.
+        helper_lib.pretrained.PretrainedUnavailableError: found nowhere, and the download
+            failed.
     """
     path = pretrained_path(name)
-    if not path.is_file():
-        return None
+    expected = manifest()[path.name]["sha256"]
     if expect:
-        trained = _trained_with(load_checkpoint(path))
+        trained = _trained_with(load_checkpoint(path, expected))
         unknown = sorted(set(expect) - set(trained))
         if unknown:
             raise ValueError(f"{path.name} does not record {unknown}; it records "
@@ -323,7 +331,7 @@ def load_pretrained(
                 + ". Not loading it: train with these settings instead.",
                 UserWarning, stacklevel=2)
             return None
-    return load_model(path, device=device)
+    return load_model(path, device=device, expected_sha256=expected)
 
 
 def _same(a: Any, b: Any) -> bool:
@@ -335,9 +343,36 @@ def _same(a: Any, b: Any) -> bool:
 def load_pretrained_history(name: str) -> History | None:
     """The full training history (per batch and per epoch) of a shipped checkpoint, or ``None``.
 
-    Read from ``data/pretrained/<name>.history.json``; returns a
-    :class:`helper_lib.train.History`.
+    Read from ``<name>.history.json`` (the clone, the cache or a download, as
+    :func:`pretrained_path`); returns a :class:`helper_lib.train.History`, or ``None`` for the
+    checkpoints shipped with a per-epoch CSV only.
     """
     _check_name(name)
-    path = PRETRAINED_DIR / f"{name}.history.json"
-    return History.from_json(path) if path.is_file() else None
+    file = f"{name}.history.json"
+    return History.from_json(pretrained_file(file)) if file in manifest() else None
+
+
+#: Files of data/pretrained/ that are not in the manifest.
+_NOT_SHIPPED = ("README.md", "make_pretrained.sh")
+
+
+def write_manifest(folder: str | os.PathLike | None = None,
+                   out: str | os.PathLike = MANIFEST_PATH) -> Path:
+    """Write the manifest of every file in ``folder`` (the clone's ``data/pretrained/``): its
+    sha256 and size, and for checkpoints the epochs, batch size and command they were trained
+    with. Run after changing a shipped file: ``python -m helper_lib manifest``."""
+    folder = Path(folder) if folder is not None else PRETRAINED_DIR
+    if not folder.is_dir():
+        raise FileNotFoundError("write_manifest needs the clone's data/pretrained/")
+    files: dict[str, dict[str, Any]] = {}
+    for path in sorted(folder.iterdir()):
+        if path.name in _NOT_SHIPPED or path.suffix == ".sha256" or path.name.startswith("."):
+            continue
+        entry: dict[str, Any] = {"sha256": sha256_file(path), "bytes": path.stat().st_size}
+        if path.suffix == ".pt":
+            meta = load_checkpoint(path, entry["sha256"]).get("metadata", {})
+            entry.update({k: meta[k] for k in ("epochs", "batch_size", "command") if k in meta})
+        files[path.name] = entry
+    Path(out).write_text(json.dumps({"files": files}, indent=1) + "\n", encoding="utf-8")
+    manifest.cache_clear()
+    return Path(out)

@@ -1,7 +1,9 @@
-"""Command line: ``python -m helper_lib {train,evaluate,sample,figures} ...``.
+"""Command line: ``python -m helper_lib {train,evaluate,sample,figures,compare,film,book,doctor,
+manifest} ...``.
 
 Examples::
 
+    python -m helper_lib doctor          # can a notebook run here? (exit status 0 if so)
     python -m helper_lib train --model conv-vae --epochs 50 --out runs/vae
     python -m helper_lib evaluate runs/vae/model.pt --k 100
     python -m helper_lib sample runs/vae/model.pt --n 100 --out runs/vae/samples.png
@@ -31,6 +33,7 @@ from .checkpoints import (
     write_sha256,
 )
 from .data import DatasetCorruptError, DatasetNotFoundError, get_dataloaders
+from .downloads import DownloadError
 from .evaluate import (
     REFERENCE_EVAL,
     evaluate_autoencoder,
@@ -484,7 +487,40 @@ def build_parser() -> argparse.ArgumentParser:
                    help="convert the notebooks as they are, without running them")
     p.add_argument("--timeout", type=int, default=600, help="seconds one cell may run")
     p.set_defaults(func=cmd_book)
+
+    p = sub.add_parser("doctor", formatter_class=fmt,
+                       help="can a notebook run here? versions, device, data, models, speed",
+                       description="Prints one screen: the versions, the device and the "
+                       "precision 'auto' picks, where the data and each pretrained model are "
+                       "(or whether they can be downloaded), and one epoch's training time, "
+                       "measured on a few batches. Exits with 0 only when a notebook can run.")
+    p.add_argument("--no-timing", action="store_true", help="skip the training measurement")
+    p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("manifest", formatter_class=fmt,
+                       help="record the sha256 of data/pretrained/ in the package",
+                       description="Writes helper_lib/pretrained_files.json (each file's "
+                       "sha256, size and training command), which downloads are checked "
+                       "against. Run it in a clone after changing data/pretrained/.")
+    p.set_defaults(func=cmd_manifest)
     return parser
+
+
+def cmd_doctor(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .doctor import format_report, run_doctor
+
+    checks, ok = run_doctor(measure=not args.no_timing)
+    print(format_report(checks, ok))
+    return 0 if ok else 1
+
+
+def cmd_manifest(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .checkpoints import write_manifest
+    from .pretrained import manifest
+
+    path = write_manifest()
+    print(f"wrote {path} ({len(manifest())} files)")
+    return 0
 
 
 def cmd_film(args: argparse.Namespace, argv: Sequence[str]) -> int:
@@ -497,7 +533,12 @@ def cmd_film(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_book(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .book import BookError, build_site
+    try:
+        from .book import BookError, build_site
+    except ImportError as err:
+        print(f"error: the site needs the [site] extra ({err.name} is missing): "
+              "pip install 'helper_lib[site]'", file=sys.stderr)
+        return 2
 
     t0 = time.perf_counter()
     try:
@@ -519,6 +560,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return args.func(args, argv)
     except (DatasetNotFoundError, DatasetCorruptError, CheckpointError, FloatingPointError,
-            SettingsError) as err:
+            SettingsError, DownloadError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

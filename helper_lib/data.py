@@ -4,11 +4,17 @@ Images come out as float tensors of shape ``[B, 1, 28, 28]`` with pixels in ``[0
 (exactly what ``ToTensor`` gives), labels as ``int64`` tensors of shape ``[B]``.
 
 Where the data lives, in order of precedence: the ``root`` argument, the environment variable
-``VAE_DATA_DIR``, then ``<repo>/data``. A relative ``VAE_DATA_DIR`` is taken relative to the
-current folder if it exists there, else relative to the repository, so the README's
-``VAE_DATA_DIR=../shared/data`` also works in a Jupyter kernel, which runs in ``notebooks/``.
-torchvision expects ``<root>/MNIST/raw/`` (or ``<root>/FashionMNIST/raw/``) holding the four
-uncompressed IDX files.
+``VAE_DATA_DIR``, then ``data/`` in the clone (when helper_lib runs from a checkout), else
+``<cache>/data`` (:func:`helper_lib.downloads.cache_dir`). A relative ``VAE_DATA_DIR`` is taken
+relative to the current folder if it exists there, else relative to the repository, so the
+README's ``VAE_DATA_DIR=../shared/data`` also works in a Jupyter kernel, which runs in
+``notebooks/``. torchvision expects ``<root>/MNIST/raw/`` (or ``<root>/FashionMNIST/raw/``)
+holding the four uncompressed IDX files.
+
+Missing files are downloaded once (:func:`fetch_raw_files`), unless ``VAE_DATA_DIR`` is set or
+``download=False``: from torchvision's mirrors, or from ``$VAE_DATA_URL/MNIST/<name>.gz`` and
+``$VAE_DATA_URL/FashionMNIST/<name>.gz`` when that is set. Each file is checked against the
+sha256 of the official uncompressed file, which this module carries (:data:`RAW_SHA256`).
 """
 
 from __future__ import annotations
@@ -30,10 +36,16 @@ from torch.utils.data import (
 from torchvision import datasets, transforms
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
+from .downloads import DownloadError, cache_dir, check_base_url, fetch
 from .utils import SettingsError, check_whole_number
 
 __all__ = [
     "DATA_ENV_VAR",
+    "DATA_URL_ENV_VAR",
+    "RAW_SHA256",
+    "fetch_raw_files",
+    "dataset_folder",
+    "data_mirrors",
     "BINARIZED_TEST_SEED",
     "DynamicallyBinarized",
     "DatasetNotFoundError",
@@ -44,7 +56,11 @@ __all__ = [
 ]
 
 DATA_ENV_VAR = "VAE_DATA_DIR"
+#: Overrides torchvision's mirrors: files are fetched as ``$VAE_DATA_URL/<folder>/<name>.gz``.
+DATA_URL_ENV_VAR = "VAE_DATA_URL"
 REPO_ROOT = Path(__file__).resolve().parent.parent
+#: Whether helper_lib runs from a checkout (then ``<repo>/data`` is the default data folder).
+IN_CLONE = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "data").is_dir()
 
 _DATASETS: dict[str, type[datasets.MNIST]] = {
     "mnist": datasets.MNIST,
@@ -57,6 +73,23 @@ RAW_FILES = (
     "t10k-images-idx3-ubyte",
     "t10k-labels-idx1-ubyte",
 )
+
+
+#: sha256 of the official uncompressed IDX files (the same as the course's ``SHA256SUMS``).
+RAW_SHA256: dict[str, dict[str, str]] = {
+    "MNIST": {
+        "train-images-idx3-ubyte": "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db",  # noqa: E501
+        "train-labels-idx1-ubyte": "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5",  # noqa: E501
+        "t10k-images-idx3-ubyte": "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7",  # noqa: E501
+        "t10k-labels-idx1-ubyte": "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2",  # noqa: E501
+    },
+    "FashionMNIST": {
+        "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",  # noqa: E501
+        "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",  # noqa: E501
+        "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",  # noqa: E501
+        "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",  # noqa: E501
+    },
+}
 
 
 class DatasetNotFoundError(FileNotFoundError):
@@ -88,7 +121,8 @@ def _corrupt_file(raw: Path, train: bool) -> tuple[Path, str] | None:
 
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
-    """The data folder: ``root`` if given, else ``$VAE_DATA_DIR``, else ``<repo>/data``."""
+    """The data folder: ``root`` if given, else ``$VAE_DATA_DIR``, else ``<repo>/data`` in a
+    clone, else ``<cache>/data``."""
     if root is not None:
         return Path(root).expanduser().resolve()
     env = os.environ.get(DATA_ENV_VAR)
@@ -97,7 +131,39 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
         if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
             return (REPO_ROOT / path).resolve()  # e.g. ../shared/data seen from notebooks/
         return path.resolve()
-    return REPO_ROOT / "data"
+    return REPO_ROOT / "data" if IN_CLONE else cache_dir() / "data"
+
+
+def dataset_folder(dataset: str) -> str:
+    """The folder of ``dataset``'s files under the data root: ``"MNIST"`` or ``"FashionMNIST"``."""
+    return _dataset_class(dataset).__name__
+
+
+def data_mirrors(dataset: str) -> list[str]:
+    """The addresses (ending in ``/``) that ``<name>.gz`` is appended to:
+    ``$VAE_DATA_URL/<folder>/`` when that is set, else torchvision's mirrors."""
+    cls = _dataset_class(dataset)
+    env = os.environ.get(DATA_URL_ENV_VAR, "").strip()
+    if env:
+        return [f"{check_base_url(env, DATA_URL_ENV_VAR)}/{cls.__name__}/"]
+    return list(cls.mirrors)
+
+
+def fetch_raw_files(dataset: str, root: str | os.PathLike | None = None) -> Path:
+    """Download whichever of the dataset's four IDX files are missing under
+    ``<root>/<folder>/raw/`` (gunzipped, each verified against :data:`RAW_SHA256`).
+
+    Returns the ``raw`` folder. Raises :class:`helper_lib.downloads.DownloadError` when a file
+    cannot be fetched (the message lists every address tried).
+    """
+    folder = dataset_folder(dataset)
+    raw = resolve_data_root(root) / folder / "raw"
+    mirrors = data_mirrors(dataset)
+    for name, digest in RAW_SHA256[folder].items():
+        if not (raw / name).is_file():
+            fetch([f"{m}{name}.gz" for m in mirrors], raw / name, digest, gunzip=True,
+                  what=f"{folder}/{name}")
+    return raw
 
 
 def _dataset_class(dataset: str) -> type[datasets.MNIST]:
@@ -136,8 +202,16 @@ def load_split(
     cls = _dataset_class(dataset)
     data_root = resolve_data_root(root)
     raw = data_root / cls.__name__ / "raw"
+    # With VAE_DATA_DIR set (and no root), the files are where it points: nothing is fetched.
+    download = download and (root is not None or not os.environ.get(DATA_ENV_VAR))
+    fetch_error = ""
+    if download and not all((raw / f).is_file() for f in RAW_FILES):
+        try:
+            fetch_raw_files(dataset, data_root)
+        except DownloadError as err:
+            fetch_error = str(err)
     try:
-        return cls(str(data_root), train=train, download=download, transform=transforms.ToTensor())
+        return cls(str(data_root), train=train, download=False, transform=transforms.ToTensor())
     except (RuntimeError, OSError, ValueError, AssertionError) as err:
         # Files present but unreadable: name the bad file instead of a parser traceback.
         bad = _corrupt_file(raw, train) if all((raw / f).is_file() for f in RAW_FILES) else None
@@ -148,9 +222,14 @@ def load_split(
                 f"or point the environment variable {DATA_ENV_VAR} (--data-root on the command "
                 "line) at a folder with intact files."
             ) from None
-        # else torchvision's "Dataset not found", or a network error
-        if download:
-            cause = f"{cls.__name__} not found in {raw}, and downloading it failed ({err})."
+        # else torchvision's "Dataset not found"
+        if fetch_error:
+            cause = f"{cls.__name__} not found in {raw}, and downloading it failed: {fetch_error}"
+        elif download:
+            cause = f"{cls.__name__} not found in {raw} ({err})."
+        elif os.environ.get(DATA_ENV_VAR) and root is None:
+            cause = (f"{cls.__name__} not found in {raw}, where {DATA_ENV_VAR} points (with "
+                     f"{DATA_ENV_VAR} set, nothing is downloaded; unset it to download).")
         else:
             cause = f"{cls.__name__} not found in {raw}, and download=False."
         raise DatasetNotFoundError(_missing_data_message(raw, cause)) from None
@@ -243,7 +322,8 @@ def get_dataloaders(
         validation_fraction: share of the training split held out, drawn at random (seeded).
             ``0`` means no validation loader (``None`` is returned in its place).
         root: data folder; defaults to ``$VAE_DATA_DIR``, then ``<repo>/data``.
-        download: try to download missing files (needs internet).
+        download: download missing files (needs internet; never when ``VAE_DATA_DIR`` is set
+            and ``root`` is not given).
         num_workers: DataLoader worker processes.
         seed: seeds the split, the subset and the training shuffle (a ``torch.Generator``),
             so the same seed gives the same batches.

@@ -19,7 +19,7 @@ from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
 from .models import ConvVAE, MnistClassifier, check_outputs
-from .utils import resolve_precision, tune_cpu_allocator
+from .utils import resolve_precision
 
 __all__ = [
     "evaluate_vae",
@@ -48,8 +48,6 @@ def _inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
     """``eval()`` + ``no_grad()`` + a private, seeded RNG; restores the model's mode after."""
     was_training = model.training
     device = model_device(model)
-    if device.type == "cpu":
-        tune_cpu_allocator()
     model.eval()
     try:
         with contextlib.ExitStack() as stack:

@@ -12,7 +12,6 @@ from __future__ import annotations
 import io
 from typing import Any
 
-import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
@@ -20,7 +19,16 @@ from torch import Tensor, nn
 
 from .evaluate import _inference
 
-__all__ = ["LatentExplorer", "latent_explorer"]
+try:
+    import ipywidgets as widgets
+except ImportError:  # the [widgets] extra is not installed: latent_explorer draws a picture
+    widgets = None
+
+__all__ = ["LatentExplorer", "latent_explorer", "WIDGETS_HINT"]
+
+#: The one line shown where ipywidgets is missing.
+WIDGETS_HINT = ("the live explorer needs ipywidgets (pip install 'helper_lib[widgets]'); "
+                "showing a static picture of z = 0 instead")
 
 
 def _png(fig: Any) -> bytes:
@@ -29,7 +37,7 @@ def _png(fig: Any) -> bytes:
     return buffer.getvalue()
 
 
-class LatentExplorer(widgets.VBox):
+class LatentExplorer(widgets.VBox if widgets is not None else object):
     """The explorer widget; build it with :func:`latent_explorer`.
 
     Attributes:
@@ -117,6 +125,33 @@ def latent_explorer(model: nn.Module, codes: Tensor | None = None,
         limit: the sliders (and the map) span ``[-limit, limit]``.
 
     Display it as a cell's last expression. In JupyterLab it updates live; elsewhere the cell
-    shows a static PNG of its current state.
+    shows a static PNG of its current state. Without ipywidgets (the ``[widgets]`` extra) it
+    prints :data:`WIDGETS_HINT` and returns a Figure of the decoded ``z = 0`` instead.
     """
+    if widgets is None:
+        print(WIDGETS_HINT)
+        return _static_picture(model, codes, labels, limit)
     return LatentExplorer(model, codes, labels, limit)
+
+
+def _static_picture(model: nn.Module, codes: Tensor | None, labels: Tensor | None,
+                    limit: float) -> Any:
+    """The explorer's first state as a Figure: the map (2-D models) and the decoded z = 0."""
+    two_d = int(model.latent_dim) == 2 and codes is not None
+    fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(6.6 if two_d else 2.6, 3.0),
+                             squeeze=False)
+    plt.close(fig)
+    if two_d:
+        c = torch.as_tensor(codes).cpu().numpy()
+        colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
+        axes[0, 0].scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap="tab10", vmin=-0.5,
+                           vmax=9.5, alpha=0.5, rasterized=True)
+        axes[0, 0].plot([0], [0], "k*", ms=14, mec="white")
+        axes[0, 0].set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$",
+                       ylabel="$z_2$", aspect="equal")
+    with _inference(model, None) as device:
+        image = model.decode(torch.zeros(1, int(model.latent_dim), device=device))
+    axes[0, -1].imshow(image.float().cpu()[0, 0].numpy(), cmap="binary", vmin=0, vmax=1)
+    axes[0, -1].set_title("decoded z = 0", fontsize=9)
+    axes[0, -1].set_axis_off()
+    return fig

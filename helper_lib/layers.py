@@ -20,12 +20,14 @@ Measurements for both: ``benchmarks/README.md``.
 from __future__ import annotations
 
 import functools
+import os
+import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["ConvStack", "ConvTranspose2d", "Sigmoid"]
+__all__ = ["ConvStack", "ConvTranspose2d", "Sigmoid", "FUSED_ENV_VAR", "fusion_enabled"]
 
 
 class ConvTranspose2d(nn.ConvTranspose2d):
@@ -85,11 +87,11 @@ class _ConvLeakyReLU(torch.autograd.Function):
     def forward(ctx, x: Tensor, weight: Tensor, bias: Tensor, conv: nn.Module,
                 slope: float) -> Tensor:
         if isinstance(conv, nn.ConvTranspose2d):
-            y = torch.ops.mkldnn._convolution_transpose_pointwise(
+            y = _OPS._convolution_transpose_pointwise(
                 x, weight, bias, conv.padding, conv.output_padding, conv.stride, conv.dilation,
                 conv.groups, "leaky_relu", [slope], "")
         else:
-            y = torch.ops.mkldnn._convolution_pointwise(
+            y = _OPS._convolution_pointwise(
                 x, weight, bias, conv.padding, conv.stride, conv.dilation, conv.groups,
                 "leaky_relu", [slope], "")
         ctx.save_for_backward(x, weight, y)
@@ -115,13 +117,56 @@ class _ConvLeakyReLU(torch.autograd.Function):
 
 
 def _has_hooks(module: nn.Module) -> bool:
-    return bool(module._forward_hooks or module._forward_pre_hooks)
+    """Forward or backward hooks on ``module``: the fused step would skip them, so it is off."""
+    return any(getattr(module, name, None) for name in (
+        "_forward_hooks", "_forward_pre_hooks", "_backward_hooks", "_backward_pre_hooks"))
+
+
+def _global_hooks() -> bool:
+    module = nn.modules.module
+    return any(getattr(module, name, None) for name in (
+        "_global_forward_hooks", "_global_forward_pre_hooks", "_global_backward_hooks",
+        "_global_backward_pre_hooks"))
+
+
+#: torch's private oneDNN ops that the fused step calls (replaced by the tests).
+_OPS = torch.ops.mkldnn
+#: The environment variable that turns the fused step off: ``VAE_FUSED=0``.
+FUSED_ENV_VAR = "VAE_FUSED"
+_FUSION = {"failed": False}
+
+
+def _fused_ops_available() -> bool:
+    try:
+        return (torch.backends.mkldnn.is_available()
+                and hasattr(_OPS, "_convolution_pointwise")
+                and hasattr(_OPS, "_convolution_transpose_pointwise"))
+    except (AttributeError, RuntimeError):  # torch builds without oneDNN
+        return False
+
+
+def fusion_enabled() -> bool:
+    """Whether ``ConvStack`` may fuse on CPU: the private ops exist, they have not failed in
+    this process, and ``VAE_FUSED`` is not ``0``."""
+    if os.environ.get(FUSED_ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return not _FUSION["failed"] and _fused_ops_available()
+
+
+def _fusion_failed(err: BaseException) -> None:
+    """Turn fusion off for the rest of the process, with one warning."""
+    _FUSION["failed"] = True
+    warnings.warn(f"helper_lib: torch's oneDNN convolution + LeakyReLU op failed here "
+                  f"({type(err).__name__}: {str(err).strip().splitlines()[0] if str(err) else ''});"
+                  " using the plain layers from now on (same results, a little slower). "
+                  f"Set {FUSED_ENV_VAR}=0 to skip the attempt.", RuntimeWarning, stacklevel=3)
 
 
 def _can_fuse(conv: nn.Module, act: nn.Module, x: Tensor) -> bool:
     """Whether ``act(conv(x))`` may run as one ``_ConvLeakyReLU`` call."""
     return (
-        _FUSED_OPS_AVAILABLE
+        x.device.type == "cpu"
+        and fusion_enabled()
         and torch.backends.mkldnn.enabled
         and isinstance(conv, (nn.Conv2d, nn.ConvTranspose2d))
         and type(act) is nn.LeakyReLU
@@ -129,10 +174,8 @@ def _can_fuse(conv: nn.Module, act: nn.Module, x: Tensor) -> bool:
         and conv.bias is not None
         and conv.padding_mode == "zeros"
         and not isinstance(conv.padding, str)
-        and x.device.type == "cpu"
         and x.dim() == 4
-        and not (_has_hooks(conv) or _has_hooks(act) or nn.modules.module._global_forward_hooks
-                 or nn.modules.module._global_forward_pre_hooks)
+        and not (_has_hooks(conv) or _has_hooks(act) or _global_hooks())
     )
 
 
@@ -149,14 +192,6 @@ def _onednn_has_bf16() -> bool:
         return False
 
 
-try:
-    _FUSED_OPS_AVAILABLE = (torch.backends.mkldnn.is_available()
-                            and hasattr(torch.ops.mkldnn, "_convolution_pointwise")
-                            and hasattr(torch.ops.mkldnn, "_convolution_transpose_pointwise"))
-except (AttributeError, RuntimeError):  # pragma: no cover - torch builds without oneDNN
-    _FUSED_OPS_AVAILABLE = False
-
-
 class ConvStack(nn.Sequential):
     """``nn.Sequential`` that, on CPU, runs each convolution + LeakyReLU pair as one step.
 
@@ -166,9 +201,10 @@ class ConvStack(nn.Sequential):
     with the bias and the activation fused in (``_ConvLeakyReLU``), instead of three passes over
     the activations (convolution, bias, LeakyReLU). A bf16 training step gets about 1.1x faster
     (``benchmarks/README.md``). Everything else runs layer by layer, as does the whole stack on
-    other devices, under bf16 autocast on CPUs where oneDNN has no bf16 (AVX2 only), and
-    whenever a layer has forward hooks (so ``layer_shapes`` and any activation hooks still see
-    every layer).
+    other devices, under bf16 autocast on CPUs where oneDNN has no bf16 (AVX2 only), whenever
+    a layer has forward or backward hooks (so ``layer_shapes`` and any hooks still see every
+    layer), with ``VAE_FUSED=0``, and for good once torch's private op is missing or fails
+    (older torch, ARM builds, a changed signature: one ``RuntimeWarning`` says so).
 
     Under autocast the pair computes in the autocast dtype, as the convolution alone would.
     """
@@ -184,11 +220,15 @@ class ConvStack(nn.Sequential):
                 if dtype == torch.float32 or (dtype == torch.bfloat16 and _onednn_has_bf16()):
                     # Casts outside the Function, so autograd routes the gradients back to the
                     # fp32 parameters exactly as autocast does for a plain convolution.
-                    x = _ConvLeakyReLU.apply(x.to(dtype), layer.weight.to(dtype),
-                                             layer.bias.to(dtype), layer,
-                                             float(layers[i + 1].negative_slope))
-                    i += 2
-                    continue
+                    try:
+                        x = _ConvLeakyReLU.apply(x.to(dtype), layer.weight.to(dtype),
+                                                 layer.bias.to(dtype), layer,
+                                                 float(layers[i + 1].negative_slope))
+                    except Exception as err:  # a missing, changed or refusing private op
+                        _fusion_failed(err)
+                    else:
+                        i += 2
+                        continue
             x = layer(x)
             i += 1
         return x

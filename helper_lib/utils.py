@@ -30,6 +30,7 @@ __all__ = [
     "Precision",
     "resolve_precision",
     "smoke_mode",
+    "ALLOCATOR_ENV_VAR",
     "tune_cpu_allocator",
 ]
 
@@ -229,6 +230,8 @@ def smoke_mode() -> bool:
 
 
 _ALLOCATOR_TUNED = False
+#: ``VAE_TUNE_ALLOCATOR=0`` leaves glibc's allocator as it is.
+ALLOCATOR_ENV_VAR = "VAE_TUNE_ALLOCATOR"
 
 
 def tune_cpu_allocator() -> bool:
@@ -240,11 +243,16 @@ def tune_cpu_allocator() -> bool:
     threshold to its 32 MiB maximum and disabling heap trimming (``mallopt``) removes it. The
     price: the process keeps its peak heap until it exits.
 
-    Applied once per process; a no-op (returning ``False``) outside Linux/glibc.
+    This changes the whole process for good, so only the training functions call it, when
+    training starts on a CPU: never an import, an evaluation, a plot or a slider. Applied once
+    per process; a no-op (returning ``False``) outside Linux/glibc and with
+    ``VAE_TUNE_ALLOCATOR=0``.
     """
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
         return True
+    if os.environ.get(ALLOCATOR_ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
     if not sys.platform.startswith("linux"):
         return False
     try:

@@ -1,0 +1,144 @@
+"""The pretrained files, wherever a notebook runs: the clone, the user cache, or a download.
+
+:func:`pretrained_file` finds one file of ``data/pretrained/`` (a checkpoint, its history, the
+film's snapshots) by looking in three places in turn:
+
+1. the clone's ``data/pretrained/`` (when ``helper_lib`` runs from a checkout);
+2. the user cache, ``<cache>/pretrained/`` (:func:`helper_lib.downloads.cache_dir`, overridable
+   with ``VAE_CACHE_DIR``);
+3. a download from the repository at this version's tag
+   (:func:`helper_lib.project.pretrained_base_url`), or from ``$VAE_PRETRAINED_URL/<file name>``
+   when that is set; it lands in the cache and is reused from there.
+
+Every copy, wherever it was found, is checked against the sha256 in :data:`MANIFEST`, which the
+package carries (``pretrained_files.json``, written by ``python -m helper_lib manifest``, i.e.
+:func:`helper_lib.checkpoints.write_manifest`, and checked against the clone's files by the
+tests).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+from .downloads import DownloadError, cache_dir, check_base_url, fetch, sha256_file
+from .project import pretrained_base_url
+
+__all__ = ["PRETRAINED_URL_ENV_VAR", "MANIFEST_PATH", "CLONE_PRETRAINED_DIR",
+           "PretrainedCorruptError", "PretrainedUnavailableError", "manifest", "pretrained_url",
+           "Location", "locate", "pretrained_file"]
+
+#: Overrides the download address: every file is then fetched as ``$VAE_PRETRAINED_URL/<name>``.
+PRETRAINED_URL_ENV_VAR = "VAE_PRETRAINED_URL"
+MANIFEST_PATH = Path(__file__).resolve().parent / "pretrained_files.json"
+_ROOT = Path(__file__).resolve().parent.parent
+#: The clone's ``data/pretrained/``, or ``None`` when helper_lib is installed outside a clone.
+CLONE_PRETRAINED_DIR: Path | None = (
+    _ROOT / "data" / "pretrained"
+    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "data" / "pretrained").is_dir() else None)
+
+
+class PretrainedCorruptError(DownloadError):
+    """The clone's copy of a pretrained file is not the file this helper_lib expects."""
+
+
+class PretrainedUnavailableError(DownloadError):
+    """A pretrained file is in no folder and cannot be downloaded; the message says why, what
+    to do, and what training the model here instead would cost."""
+
+
+@cache
+def manifest() -> dict[str, dict[str, Any]]:
+    """``{file name: {"sha256": ..., "bytes": ..., ["epochs": ..., "command": ...]}}``."""
+    return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["files"]
+
+
+def _check_file_name(name: str) -> dict[str, Any]:
+    files = manifest()
+    if name not in files:
+        kind = "is a path, not a file name" if ("/" in name or "\\" in name or name in ("", ".",
+                                                                                  "..")) else \
+            "is not one of them"
+        raise ValueError(f"{name!r} {kind}; the pretrained files are: {', '.join(sorted(files))}")
+    return files[name]
+
+
+def pretrained_url() -> str:
+    """The download address (no final slash): ``$VAE_PRETRAINED_URL`` or this version's tag."""
+    env = os.environ.get(PRETRAINED_URL_ENV_VAR, "").strip()
+    return check_base_url(env, PRETRAINED_URL_ENV_VAR) if env else pretrained_base_url()
+
+
+@dataclass(frozen=True)
+class Location:
+    """Where a pretrained file is: ``"clone"``, ``"cache"`` or ``"missing"`` (to download)."""
+
+    where: str
+    path: Path  # the file, or where a download would put it
+    bytes: int
+
+
+def _cache_path(name: str) -> Path:
+    return cache_dir() / "pretrained" / name
+
+
+def locate(name: str, verify: bool = True) -> Location:
+    """Where ``name`` would be read from, without downloading anything.
+
+    A copy whose hash is wrong counts as missing (``verify=False`` skips hashing)."""
+    entry = _check_file_name(name)
+    for where, folder in (("clone", CLONE_PRETRAINED_DIR), ("cache", _cache_path(name).parent)):
+        if folder is None:
+            continue
+        path = folder / name
+        if path.is_file() and (not verify or sha256_file(path) == entry["sha256"]):
+            return Location(where, path, entry["bytes"])
+    return Location("missing", _cache_path(name), entry["bytes"])
+
+
+def pretrained_file(name: str) -> Path:
+    """The verified local path of the pretrained file ``name`` (e.g. ``"conv_vae_mnist.pt"``),
+    downloaded into the cache first if no folder has it.
+
+    Raises:
+        ValueError: ``name`` is not in the manifest (the message lists the names).
+        CheckpointError: the clone's copy is damaged (restore it with ``git checkout``).
+        PretrainedUnavailableError: not found and the download failed (see the message).
+    """
+    entry = _check_file_name(name)
+    if CLONE_PRETRAINED_DIR is not None and (CLONE_PRETRAINED_DIR / name).is_file():
+        path = CLONE_PRETRAINED_DIR / name
+        actual = sha256_file(path)
+        if actual != entry["sha256"]:
+            raise PretrainedCorruptError(
+                f"{path} is corrupted or was replaced: its sha256 is {actual}, this helper_lib "
+                f"expects {entry['sha256']}. Restore it with `git checkout -- {path}` (or, "
+                "after retraining on purpose, run `python -m helper_lib manifest`).")
+        return path
+    url = f"{pretrained_url()}/{name}"
+    try:
+        return fetch([url], _cache_path(name), entry["sha256"], what=name)
+    except DownloadError as err:
+        raise PretrainedUnavailableError(f"{err}\n{_training_cost(name, entry)}") from None
+
+
+def _training_cost(name: str, entry: dict[str, Any]) -> str:
+    """What training the model of ``name`` here would cost, measured on a few batches."""
+    epochs = entry.get("epochs")
+    if not epochs:
+        return ""
+    try:
+        from .speed import seconds_per_epoch
+
+        per_epoch = seconds_per_epoch(batch_size=entry.get("batch_size", 256))
+        cost = (f"Training it here instead would take {epochs} epochs at about "
+                f"{per_epoch:.0f} s each (measured now on a few batches): about "
+                f"{epochs * per_epoch / 60:.0f} min.")
+    except Exception as err:  # a failed estimate must not hide the real error
+        cost = f"Training it here instead would take {epochs} epochs (no estimate: {err})."
+    return (f"{cost} The notebook does not do that silently: set TRAIN_FROM_SCRATCH = True, or "
+            f"run `{entry.get('command', 'python -m helper_lib train ...')}`.")
