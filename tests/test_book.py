@@ -6,6 +6,7 @@ The browser checks (images loaded, math typeset, no network, solutions collapsed
 
 from __future__ import annotations
 
+import html
 import json
 import re
 from pathlib import Path
@@ -47,10 +48,16 @@ def test_the_site_has_an_index_a_page_slides_and_a_handout_per_notebook(unexecut
         assert (out / "handouts" / f"{name}.ipynb").is_file()
     index = (out / "index.html").read_text()
     assert 'href="04_vae_loss.html"' in index and 'href="04_vae_loss.slides.html"' in index
-    assert "notebooks/04_vae_loss.ipynb" not in index  # the README's link now points at the page
+    assert 'href="notebooks/04_vae_loss.ipynb"' not in index  # the README's link: the page
+    from helper_lib.project import binder_url, colab_url
+
+    for url in (colab_url("04_vae_loss.ipynb"), binder_url("04_vae_loss.ipynb")):
+        assert f'href="{html.escape(url)}"' in index  # the launch links, in the README's table
     assert index.count("<h1") == 1  # the README's title is not repeated under the table
     page = (out / "04_vae_loss.html").read_text()
     assert 'rel="prev" title="L17.3' in page and 'href="index.html"' in page
+    assert f'href="{html.escape(colab_url("04_vae_loss.ipynb"))}" rel="external">Open in Colab' \
+        in page
     assert (out / "_static" / "mathjax" / "MathJax.js").is_file()
     assert (out / "_static" / "reveal.js" / "dist" / "reveal.js").is_file()
     assert (out / MARKER).is_file() and (out / ".nojekyll").is_file()
