@@ -300,7 +300,8 @@ def load_pretrained(
     >>> if model is None: ...                      # train from scratch
 
     ``None`` when ``expect`` (the settings the caller would train with) differs from what the
-    shipped model was trained with; a ``UserWarning`` then names the differences. A model that
+    shipped model was trained with; a ``UserWarning`` then names the differences. The model's
+    ``pretrained_from`` says where it was read (``"data/pretrained/"`` or the cache). A model that
     is found nowhere and cannot be downloaded is an error, never a silent fallback to a long
     training: the error says what training it here would cost. Keys: ``latent_dim``,
     ``epochs``, ``batch_size``, ``lr``, ``schedule``,
@@ -331,7 +332,10 @@ def load_pretrained(
                 + ". Not loading it: train with these settings instead.",
                 UserWarning, stacklevel=2)
             return None
-    return load_model(path, device=device, expected_sha256=expected)
+    model = load_model(path, device=device, expected_sha256=expected)
+    model.pretrained_from = ("data/pretrained/" if path.parent == PRETRAINED_DIR
+                             else f"the cache, {path.parent}")
+    return model
 
 
 def _same(a: Any, b: Any) -> bool:

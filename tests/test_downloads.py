@@ -159,7 +159,7 @@ def test_the_manifest_the_package_carries_matches_the_shipped_files():
     assert set(manifest()) == shipped
     for name, entry in manifest().items():
         path = PRETRAINED_DIR / name
-        assert downloads.sha256_file(path) == entry["sha256"], f"run python -m helper_lib manifest"
+        assert downloads.sha256_file(path) == entry["sha256"], "run python -m helper_lib manifest"
         assert path.stat().st_size == entry["bytes"]
         sidecar = Path(f"{path}.sha256")
         if sidecar.exists():

@@ -1,4 +1,4 @@
-"""Static checks of the committed notebooks (nbmake executes them separately, in smoke mode)."""
+"""Static checks of the committed notebooks (test_open_anywhere.py executes them)."""
 
 import ast
 import json
@@ -33,7 +33,8 @@ def test_structure(path):
     cells = _cells(path)
     code = [c for c in cells if c["cell_type"] == "code"]
     tags = [set(c.get("metadata", {}).get("tags", [])) for c in code]
-    assert "parameters" in tags[0], "the first code cell is the parameters cell"
+    assert tags[0] == {"install"}, "the first code cell installs helper_lib where it is missing"
+    assert "parameters" in tags[1], "the second code cell is the parameters cell"
     assert sum("parameters" in t for t in tags) == 1
     assert any("solution" in t for t in tags), "exercises need solution cells"
     for cell in cells:

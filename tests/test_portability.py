@@ -112,7 +112,8 @@ def test_the_allocator_is_tuned_when_training_starts_and_never_before():
                 "batch_size=8)\nevaluate_vae(ConvVAE(), dl)\n"
                 "import helper_lib.plotting, helper_lib.interactive")
     assert not _allocator_tuned_after(evaluate)
-    train = evaluate + "\nfrom helper_lib import train_vae\ntrain_vae(ConvVAE(), dl, 1, progress=False)"
+    train = evaluate + ("\nfrom helper_lib import train_vae\n"
+                        "train_vae(ConvVAE(), dl, 1, progress=False)")
     assert _allocator_tuned_after(train)
     assert not _allocator_tuned_after(train, {"VAE_TUNE_ALLOCATOR": "0"})
 
