@@ -30,7 +30,6 @@ from helper_lib.utils import SettingsError
 
 BLOB = os.urandom(200_000)
 BLOB_SHA = hashlib.sha256(BLOB).hexdigest()
-SHARED = Path(os.environ.get("VAE_DATA_DIR", "")) if os.environ.get("VAE_DATA_DIR") else None
 
 
 @pytest.fixture
@@ -249,11 +248,13 @@ def test_an_address_that_is_not_a_http_server_gives_one_error(outside_the_clone,
 
 # --- the datasets ----------------------------------------------------------------------------
 
-@pytest.mark.skipif(SHARED is None, reason="needs VAE_DATA_DIR with the raw MNIST files")
 def test_mnist_is_fetched_from_the_mirror_once_verified_by_the_uncompressed_hash(
         tmp_path, monkeypatch):
+    from helper_lib.data import resolve_data_root
+
+    here = fetch_raw_files("mnist", resolve_data_root())  # this machine's files, to serve
     with Loopback() as srv:
-        srv.add_folder("/data/MNIST", SHARED / "MNIST" / "raw", gzip_files=True)
+        srv.add_folder("/data/MNIST", here, gzip_files=True)
         monkeypatch.delenv("VAE_DATA_DIR")
         monkeypatch.setenv("VAE_DATA_URL", f"{srv.url}/data")
         raw = fetch_raw_files("mnist", tmp_path / "d")

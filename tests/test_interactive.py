@@ -16,7 +16,21 @@ def vae():
     return ConvVAE(latent_dim=2).eval()
 
 
+def test_without_ipywidgets_a_one_line_hint_and_a_picture(vae, monkeypatch, capsys):
+    from matplotlib.figure import Figure
+
+    from helper_lib import interactive
+
+    monkeypatch.setattr(interactive, "widgets", None)
+    codes = torch.randn(50, 2)
+    picture = latent_explorer(vae, codes, torch.arange(50) % 10)
+    assert isinstance(picture, Figure) and len(picture.axes) == 2
+    assert capsys.readouterr().out == interactive.WIDGETS_HINT + "\n"
+    assert "pip install 'helper_lib[widgets]'" in interactive.WIDGETS_HINT
+
+
 def test_the_image_follows_the_sliders(vae, mnist_loaders):
+    pytest.importorskip("ipywidgets")
     codes, labels = collect_latents(vae, mnist_loaders[2], max_items=300)
     explorer = latent_explorer(vae, codes, labels)
     assert len(explorer.sliders) == 2 and explorer.map is not None
@@ -34,6 +48,7 @@ def test_the_image_follows_the_sliders(vae, mnist_loaders):
 
 
 def test_one_slider_per_dimension_and_a_static_fallback():
+    pytest.importorskip("ipywidgets")
     torch.manual_seed(0)
     explorer = latent_explorer(ConvVAE(latent_dim=5).eval())
     assert len(explorer.sliders) == 5 and explorer.map is None

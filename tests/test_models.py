@@ -1,4 +1,5 @@
 import os
+import platform
 import subprocess
 import sys
 from unittest import mock
@@ -209,6 +210,9 @@ print("ok")
 """
 
 
+@pytest.mark.skipif(platform.machine().lower() not in ("x86_64", "amd64")
+                    or not hasattr(torch.cpu, "_is_amx_tile_supported"),
+                    reason="an x86 ISA cap, and torch's CPU-feature probes (torch >= 2.5)")
 def test_models_train_in_bf16_and_auto_picks_fp32_on_an_avx2_only_cpu():
     """With oneDNN capped at AVX2 (a typical laptop), explicit bf16 still works, "auto" is fp32."""
     env = {**os.environ, "ONEDNN_MAX_CPU_ISA": "AVX2"}
@@ -253,7 +257,10 @@ def _count_nodes(root, name: str) -> int:
         node = todo.pop()
         if node is not None and node not in seen:
             seen.add(node)
-            todo.extend(n for n, _ in node.next_functions)
+            try:
+                todo.extend(n for n, _ in node.next_functions)
+            except RuntimeError:  # torch 2.4 cannot walk past a custom Function's node
+                pytest.skip("this torch cannot walk a custom autograd.Function's graph")
     return sum(name in node.name() for node in seen)
 
 

@@ -35,7 +35,6 @@ from helper_lib.pretrained import manifest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
-DATA = Path(os.environ["VAE_DATA_DIR"]) if os.environ.get("VAE_DATA_DIR") else None
 FULL = "05_conv_vae_mnist"
 #: Output lines that differ between runs by nature (timings, paths, progress bars).
 _VARYING = re.compile(r"\d+(\.\d+)? ?(s|ms|min)\b|seconds|it/s|%\||/tmp/|installed helper_lib|"
@@ -137,14 +136,27 @@ class World:
                               capture_output=True, text=True, timeout=120, cwd=self.root)
 
 
+def _raw_data() -> Path:
+    """The folder with this machine's MNIST / Fashion-MNIST files (``VAE_DATA_DIR``, or the
+    clone's ``data/``, downloaded there first on a machine with internet)."""
+    from helper_lib.data import fetch_raw_files, resolve_data_root
+    from helper_lib.downloads import DownloadError
+
+    try:
+        for dataset in ("mnist", "fashion-mnist"):
+            fetch_raw_files(dataset)
+    except DownloadError as err:
+        pytest.skip(f"no MNIST / Fashion-MNIST files to serve: {err}")
+    return resolve_data_root()
+
+
 @pytest.fixture(scope="module")
 def world(tmp_path_factory):
-    if DATA is None:
-        pytest.skip("needs VAE_DATA_DIR with the raw MNIST and Fashion-MNIST files to serve")
+    data = _raw_data()
     with Loopback() as server:
         server.add_folder("/pretrained", PRETRAINED_DIR)
         for folder in ("MNIST", "FashionMNIST"):
-            server.add_folder(f"/data/{folder}", DATA / folder / "raw", gzip_files=True)
+            server.add_folder(f"/data/{folder}", data / folder / "raw", gzip_files=True)
         yield World(tmp_path_factory.mktemp("anywhere"), server)
 
 

@@ -175,6 +175,21 @@ def _cpu(monkeypatch, amx=False, avx512_bf16=False, avx512=False, avx2=True, one
     monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
 
 
+#: torch 2.4 has no AMX / AVX512-BF16 probes (torch.cpu._is_amx_tile_supported and the rest):
+#: there cpu_kind() is "other" and "auto" stays fp32 (test_old_torch_without_probes_stays_fp32).
+_NEEDS_PROBES = pytest.mark.skipif(not hasattr(torch.cpu, "_is_amx_tile_supported"),
+                                   reason="this torch has no CPU-feature probes (torch < 2.5)")
+
+
+def test_old_torch_without_probes_stays_fp32(monkeypatch):
+    from helper_lib.utils import cpu_kind, resolve_precision
+
+    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
+    monkeypatch.delenv("VAE_PRECISION", raising=False)
+    assert cpu_kind() == "other"
+    assert resolve_precision("auto", torch.device("cpu")).name == "fp32"
+
+
 _SPR = dict(amx=True, avx512_bf16=True, avx512=True)  # Intel Xeon, Sapphire Rapids on
 _ZEN4 = dict(avx512_bf16=True, avx512=True)  # AMD EPYC Zen 4/5, Intel Cooper Lake
 _ICL = dict(avx512=True)  # Ice Lake / Tiger Lake laptops, Skylake-X, Cascade Lake
@@ -197,6 +212,7 @@ _AVX2 = dict()  # most laptops
         (_SPR, "AVX", None, "other", "fp32"),
     ],
 )
+@_NEEDS_PROBES
 def test_auto_picks_bf16_exactly_where_the_cpu_computes_it_natively(
         monkeypatch, cpu, isa_cap, onednn_bf16, kind, expected):
     _cpu(monkeypatch, **cpu, onednn_bf16=onednn_bf16, isa_cap=isa_cap)
@@ -209,6 +225,7 @@ def test_auto_picks_bf16_exactly_where_the_cpu_computes_it_natively(
 @pytest.mark.skipif(bool(os.environ.get("ONEDNN_MAX_CPU_ISA")
                          or os.environ.get("DNNL_MAX_CPU_ISA")),
                     reason="oneDNN was capped for this whole process")
+@_NEEDS_PROBES
 def test_cpu_probe_matches_this_machines_cpu_flags(monkeypatch):
     """Unmocked: the probe agrees with the kernel's CPU flags, whatever CPU runs the tests."""
     monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
