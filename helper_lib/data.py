@@ -4,8 +4,8 @@ Images come out as float tensors of shape ``[B, 1, 28, 28]`` with pixels in ``[0
 (exactly what ``ToTensor`` gives), labels as ``int64`` tensors of shape ``[B]``.
 
 Where the data lives, in order of precedence: the ``root`` argument, the environment variable
-``VAE_DATA_DIR``, then ``data/`` in the clone (when helper_lib runs from a checkout), else
-``<cache>/data`` (:func:`helper_lib.downloads.cache_dir`). A relative ``VAE_DATA_DIR`` is taken
+``VAE_DATA_DIR``, then ``data/`` in the clone if it holds the files, else ``<cache>/data``
+(:func:`helper_lib.downloads.cache_dir`), where downloads go. A relative ``VAE_DATA_DIR`` is taken
 relative to the current folder if it exists there, else relative to the repository, so the
 README's ``VAE_DATA_DIR=../shared/data`` also works in a Jupyter kernel, which runs in
 ``notebooks/``. torchvision expects ``<root>/MNIST/raw/`` (or ``<root>/FashionMNIST/raw/``)
@@ -122,7 +122,7 @@ def _corrupt_file(raw: Path, train: bool) -> tuple[Path, str] | None:
 
 def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
     """The data folder: ``root`` if given, else ``$VAE_DATA_DIR``, else ``<repo>/data`` in a
-    clone, else ``<cache>/data``."""
+    clone that holds the files there, else ``<cache>/data`` (where downloads go)."""
     if root is not None:
         return Path(root).expanduser().resolve()
     env = os.environ.get(DATA_ENV_VAR)
@@ -131,7 +131,10 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
         if not path.is_absolute() and not path.is_dir() and (REPO_ROOT / path).is_dir():
             return (REPO_ROOT / path).resolve()  # e.g. ../shared/data seen from notebooks/
         return path.resolve()
-    return REPO_ROOT / "data" if IN_CLONE else cache_dir() / "data"
+    clone = REPO_ROOT / "data"
+    if IN_CLONE and any((clone / cls.__name__ / "raw").is_dir() for cls in _DATASETS.values()):
+        return clone  # a clone that already holds the files (where torchvision used to put them)
+    return cache_dir() / "data"
 
 
 def dataset_folder(dataset: str) -> str:

@@ -86,8 +86,16 @@ def test_data_root_precedence(monkeypatch, tmp_path):
     assert resolve_data_root(tmp_path / "arg") == (tmp_path / "arg").resolve()
     assert resolve_data_root() == (tmp_path / "env").resolve()
     monkeypatch.delenv(DATA_ENV_VAR)
-    assert resolve_data_root().name == "data"
-    assert os.path.isdir(resolve_data_root().parent / "helper_lib")
+    # Then the cache (where downloads go), unless the clone's data/ already holds the files.
+    import helper_lib.data as data
+
+    monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "cache"))
+    clone_has_files = any((data.REPO_ROOT / "data" / d / "raw").is_dir()
+                          for d in ("MNIST", "FashionMNIST"))
+    expected = data.REPO_ROOT / "data" if clone_has_files else tmp_path / "cache" / "data"
+    assert resolve_data_root() == expected
+    monkeypatch.setattr(data, "IN_CLONE", False)  # a pip install: never site-packages/data
+    assert resolve_data_root() == tmp_path / "cache" / "data"
 
 
 def test_bad_arguments_are_rejected():

@@ -123,3 +123,7 @@ for name in fashion_vae_d16 classifier_fashion; do
     cp "runs/$name/history.csv" "data/pretrained/$name.history.csv"
     (cd data/pretrained && sha256sum "$name.pt" > "$name.pt.sha256")
 done
+
+# The package carries every shipped file's sha256 (helper_lib/pretrained_files.json): downloads
+# outside a clone are checked against it, and tests/test_downloads.py against these files.
+python -m helper_lib manifest
