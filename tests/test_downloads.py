@@ -255,7 +255,7 @@ def test_mnist_is_fetched_from_the_mirror_once_verified_by_the_uncompressed_hash
     here = fetch_raw_files("mnist", resolve_data_root())  # this machine's files, to serve
     with Loopback() as srv:
         srv.add_folder("/data/MNIST", here, gzip_files=True)
-        monkeypatch.delenv("VAE_DATA_DIR")
+        monkeypatch.delenv("VAE_DATA_DIR", raising=False)
         monkeypatch.setenv("VAE_DATA_URL", f"{srv.url}/data")
         raw = fetch_raw_files("mnist", tmp_path / "d")
         for name, digest in RAW_SHA256["MNIST"].items():
