@@ -167,12 +167,13 @@ def write_sha256(path: str | os.PathLike) -> str:
 
 
 def load_checkpoint(
-    path: str | os.PathLike, expected_sha256: str | None = None
+    path: str | os.PathLike, expected_sha256: str | None = None, *, verified: bool = False
 ) -> dict[str, Any]:
     """Read and validate a checkpoint file; return its dict.
 
     The hash is checked against ``expected_sha256`` or, if that is ``None``, against a
-    ``<path>.sha256`` file when one exists.
+    ``<path>.sha256`` file when one exists; ``verified=True`` skips that (the caller has just
+    checked it, as :func:`helper_lib.pretrained.pretrained_file` does).
 
     Raises:
         CheckpointError: missing file, hash mismatch, unreadable/truncated file, or a file that
@@ -182,9 +183,11 @@ def load_checkpoint(
     if not path.is_file():
         raise CheckpointError(f"checkpoint not found: {path}")
     sidecar = Path(f"{path}.sha256")
-    if expected_sha256 is None and sidecar.is_file():
+    if verified:
+        pass
+    elif expected_sha256 is None and sidecar.is_file():
         expected_sha256 = sidecar.read_text().split()[0]
-    if expected_sha256 is not None:
+    if expected_sha256 is not None and not verified:
         actual = sha256_file(path)
         if actual != expected_sha256.lower():
             raise CheckpointError(
@@ -238,7 +241,12 @@ def load_model(
         CheckpointError: see :func:`load_checkpoint`; also when the weights do not fit the
             model (missing/unexpected keys or wrong shapes).
     """
-    payload = load_checkpoint(path, expected_sha256)
+    return _model_from(load_checkpoint(path, expected_sha256), path, device)
+
+
+def _model_from(payload: dict[str, Any], path: str | os.PathLike,
+                device: str | torch.device) -> nn.Module:
+    """The model a validated checkpoint ``payload`` (from :func:`load_checkpoint`) holds."""
     model = MODELS[payload["model_class"]](**payload["model_kwargs"])
     try:
         model.load_state_dict(payload["state_dict"])
@@ -315,9 +323,9 @@ def load_pretrained(
             failed.
     """
     path = pretrained_path(name)
-    expected = manifest()[path.name]["sha256"]
+    payload = load_checkpoint(path, verified=True)  # pretrained_path has hashed it: read once
     if expect:
-        trained = _trained_with(load_checkpoint(path, expected))
+        trained = _trained_with(payload)
         unknown = sorted(set(expect) - set(trained))
         if unknown:
             raise ValueError(f"{path.name} does not record {unknown}; it records "
@@ -332,7 +340,7 @@ def load_pretrained(
                 + ". Not loading it: train with these settings instead.",
                 UserWarning, stacklevel=2)
             return None
-    model = load_model(path, device=device, expected_sha256=expected)
+    model = _model_from(payload, path, device)
     model.pretrained_from = ("data/pretrained/" if path.parent == PRETRAINED_DIR
                              else f"the cache, {path.parent}")
     return model

@@ -42,7 +42,6 @@ from .evaluate import (
     model_device,
     reference_eval,
 )
-from .film import film_from_snapshots, lecture_snapshots, save_film
 from .history import History
 from .models import ConvAutoencoder, ConvVAE, MnistClassifier, count_parameters
 from .report import evaluation_report
@@ -169,6 +168,8 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     snapshots = None
     if args.snapshots:
+        from .film import film_from_snapshots, lecture_snapshots, save_film  # draws with pyplot
+
         if not isinstance(model, ConvVAE):
             raise SettingsError("--snapshots records the latent space of a VAE (--model conv-vae)")
         test_images, test_labels = test_loader.dataset.tensors[:2]

@@ -255,8 +255,9 @@ class DynamicallyBinarized(TensorDataset):
     "Dynamic binarization" (e.g. Burda et al., 2016): each epoch sees a fresh binary version of
     every training image, which acts as a regularizer and makes a Bernoulli decoder's
     likelihood a proper probability. Indexed like a ``TensorDataset`` (the in-memory loader
-    passes a list of indices and gets the whole batch); the draws come from ``generator``, so
-    a run is reproducible from its seed (a resumed run continues with fresh draws).
+    passes a list of indices and gets the whole batch); the draws come from ``generator``
+    (inside DataLoader workers, from each worker's own seeded RNG), so a run is reproducible
+    from its seed (a resumed run continues with fresh draws).
     """
 
     def __init__(self, images: Tensor, labels: Tensor, generator: torch.Generator) -> None:
@@ -265,7 +266,12 @@ class DynamicallyBinarized(TensorDataset):
 
     def __getitem__(self, index):  # noqa: ANN001 - an int or a list of ints
         images, labels = super().__getitem__(index)
-        return torch.bernoulli(images, generator=self.generator), labels
+        # A DataLoader worker holds a copy of ``generator`` in the state it had when the workers
+        # started, so every worker (and every epoch) would draw the same bits. There, draw from
+        # the worker's own torch RNG instead: the DataLoader seeds it anew for each worker and
+        # epoch from its own generator, so a run stays reproducible from its seed.
+        in_worker = torch.utils.data.get_worker_info() is not None
+        return torch.bernoulli(images, generator=None if in_worker else self.generator), labels
 
 
 def _binarize_once(ds: TensorDataset, seed: int) -> TensorDataset:

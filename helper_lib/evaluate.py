@@ -22,6 +22,7 @@ from .models import ConvVAE, MnistClassifier, check_outputs
 from .utils import resolve_precision
 
 __all__ = [
+    "mean_vae_losses",
     "evaluate_vae",
     "vae_losses_per_image",
     "standard_error",
@@ -124,6 +125,13 @@ def evaluate_vae(
     is). ``z`` is sampled, with a fixed ``seed`` so repeated calls agree exactly.
     """
     per = vae_losses_per_image(model, loader, kind, seed, precision, max_items)
+    return mean_vae_losses(per, reconstruction_weight, beta)
+
+
+def mean_vae_losses(per: dict[str, Tensor], reconstruction_weight: float = 1.0,
+                    beta: float = 1.0) -> dict[str, float]:
+    """``{"total", "reconstruction", "kl"}``: the means of :func:`vae_losses_per_image`'s
+    ``[N]`` tensors, so that one pass over the test set gives both."""
     n = max(len(per["kl"]), 1)
     rec_mean, kl_mean = per["reconstruction"].sum().item() / n, per["kl"].sum().item() / n
     return {

@@ -200,13 +200,20 @@ def _fit(
                              f"not {schedule!r}; resume with the same schedule, or start over")
         if scheduler is not None:
             # A one-cycle run's length and peak are fixed when it starts: its state carries them.
-            saved = state["scheduler_state"]
+            saved = state.get("scheduler_state")
             saved_lr = state.get("metadata", {}).get("lr")
+            if not isinstance(saved, dict) or "total_steps" not in saved:
+                raise SettingsError(
+                    f"{checkpoint_path} records schedule='onecycle' but holds no state of the "
+                    "schedule (a file from an older helper_lib, or written by hand), so the run "
+                    "cannot continue where it stopped. Start over instead (--fresh on the "
+                    "command line, or delete the file).")
             if saved["total_steps"] != scheduler.total_steps or saved_lr != lr:
                 saved_epochs = saved["total_steps"] // len(train_loader)
+                peak = f"{saved_lr:g}" if isinstance(saved_lr, int | float) else "unrecorded"
                 raise SettingsError(
                     f"{checkpoint_path} holds a one-cycle run of {saved_epochs} epochs with peak "
-                    f"lr={saved_lr:g}; a one-cycle schedule cannot be resumed with other "
+                    f"lr={peak}; a one-cycle schedule cannot be resumed with other "
                     f"epochs or lr (asked: {epochs} epochs, lr={lr:g}). Start over instead."
                 )
             scheduler.load_state_dict(saved)
@@ -251,6 +258,12 @@ def _fit(
                 with prec.autocast(dev):
                     out = model(x)
                 terms = loss_fn(out, x, y)  # fp32, outside autocast
+                if not bool(torch.isfinite(terms[0])):  # before the step: weights stay finite
+                    raise FloatingPointError(
+                        f"the loss became {terms[0].item()} in epoch {epoch + 1}, batch "
+                        f"{step + 1}. Training stopped before that step, so the model keeps "
+                        f"the weights of the step before. Try a lower learning rate (lr={lr} "
+                        f"now), e.g. lr={lr / 10:g}.")
                 optimizer.zero_grad(set_to_none=True)
                 terms[0].backward()
                 history.lr.append(optimizer.param_groups[0]["lr"])
@@ -262,16 +275,7 @@ def _fit(
                     snapshots.record(model, done_steps + step + 1)
                 last = step + 1 == len(train_loader)
                 if (step + 1) % log_every == 0 or last:
-                    recent = torch.stack(values[-log_every:]).float().cpu()
-                    if not torch.isfinite(recent).all():
-                        bad = (~torch.isfinite(recent).all(dim=1)).nonzero()[0, 0].item()
-                        bad_step = len(values) - len(recent) + bad + 1
-                        raise FloatingPointError(
-                            f"the loss became {recent[bad, 0].item()} in epoch {epoch + 1}, "
-                            f"batch {bad_step}. Training stopped. Try a lower learning rate "
-                            f"(lr={lr} now), e.g. lr={lr / 10:g}."
-                        )
-                    latest = recent[-1].tolist()
+                    latest = values[-1].float().cpu().tolist()
                     # refresh=False: redraw on tqdm's own schedule (every few seconds in a log file)
                     bar.set_postfix({n: f"{v:.4g}" for n, v in zip(names, latest, strict=True)},
                                     refresh=False)

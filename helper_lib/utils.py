@@ -11,6 +11,7 @@ import ctypes.util
 import os
 import random
 import sys
+import warnings
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -72,20 +73,32 @@ def get_device(device: str | torch.device = "auto") -> torch.device:
     return torch.device("cpu")
 
 
+#: The cuBLAS workspace setting that deterministic CUDA matmuls need. cuBLAS reads it once, when
+#: it starts, so it is set when helper_lib is imported (before any CUDA work, unless the user set
+#: it already); setting it later, inside :func:`deterministic`, came too late.
+CUBLAS_ENV_VAR, CUBLAS_DETERMINISTIC = "CUBLAS_WORKSPACE_CONFIG", ":4096:8"
+if not torch.cuda.is_initialized():
+    os.environ.setdefault(CUBLAS_ENV_VAR, CUBLAS_DETERMINISTIC)
+
+
 @contextlib.contextmanager
 def deterministic(enabled: bool = True) -> Iterator[None]:
     """Context manager that asks PyTorch for deterministic kernels, and restores the old setting.
 
-    Built on ``torch.use_deterministic_algorithms``; it also turns off cuDNN autotuning and sets
-    the cuBLAS workspace variable that deterministic CUDA matmuls need. On the CPU the lecture's
+    Built on ``torch.use_deterministic_algorithms``; it also turns off cuDNN autotuning. The
+    cuBLAS workspace variable that deterministic CUDA matmuls need is set when helper_lib is
+    imported (cuBLAS reads it only when it starts); if CUDA started before that without it, a
+    ``RuntimeWarning`` says that CUDA matmuls may not be deterministic. On the CPU the lecture's
     model is deterministic anyway for a fixed thread count; this matters on GPUs.
     """
+    if enabled and torch.cuda.is_initialized() and not os.environ.get(CUBLAS_ENV_VAR):
+        warnings.warn(f"CUDA started before {CUBLAS_ENV_VAR} was set, so cuBLAS matmuls may not "
+                      f"be deterministic: import helper_lib (or set {CUBLAS_ENV_VAR}="
+                      f"{CUBLAS_DETERMINISTIC}) before the first CUDA call", RuntimeWarning,
+                      stacklevel=3)
     old_algos = torch.are_deterministic_algorithms_enabled()
     old_warn_only = torch.is_deterministic_algorithms_warn_only_enabled()
     old_bench = torch.backends.cudnn.benchmark
-    old_cublas = os.environ.get("CUBLAS_WORKSPACE_CONFIG")
-    if enabled and old_cublas is None:
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = ":4096:8"
     torch.use_deterministic_algorithms(enabled, warn_only=True)
     torch.backends.cudnn.benchmark = not enabled and old_bench
     try:
@@ -93,8 +106,6 @@ def deterministic(enabled: bool = True) -> Iterator[None]:
     finally:
         torch.use_deterministic_algorithms(old_algos, warn_only=old_warn_only)
         torch.backends.cudnn.benchmark = old_bench
-        if old_cublas is None:
-            os.environ.pop("CUBLAS_WORKSPACE_CONFIG", None)
 
 
 #: ``ONEDNN_MAX_CPU_ISA`` values (upper case) that still let oneDNN use AVX512-BF16 or AMX.

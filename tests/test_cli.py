@@ -155,3 +155,14 @@ def test_compare_draws_the_recipes_side_by_side(tmp_path):
     assert out.stat().st_size > 10_000
     assert main(["compare", str(pretrained_path("conv_vae_mnist")), "--labels", "a", "b",
                  "--out", str(out)]) == 2
+
+
+def test_help_does_not_import_pyplot():
+    code = ("import sys, runpy\nsys.argv = ['helper_lib', '--help']\n"
+            "try:\n    runpy.run_module('helper_lib', run_name='__main__')\n"
+            "except SystemExit:\n    pass\n"
+            "print('PYPLOT', 'matplotlib.pyplot' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout
+    assert "doctor" in out and "manifest" in out  # every command is listed
+    assert out.strip().endswith("PYPLOT False")

@@ -126,3 +126,28 @@ def test_a_relative_data_dir_also_works_from_the_notebooks_folder(monkeypatch, t
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv(DATA_ENV_VAR, "notebooks")
     assert resolve_data_root() == tmp_path / "notebooks"
+
+
+def test_binarized_batches_differ_across_workers_and_epochs_and_repeat_with_the_seed():
+    """With num_workers > 0 every worker used to hold a copy of the same generator, so the
+    workers (and the epochs) drew identical bits."""
+    from torch.utils.data import DataLoader
+
+    from helper_lib.data import DynamicallyBinarized
+
+    def epochs(seed: int) -> list[list[torch.Tensor]]:
+        images = torch.full((8, 1, 28, 28), 0.5)  # every image alike: only the draws differ
+        ds = DynamicallyBinarized(images, torch.zeros(8, dtype=torch.long),
+                                  generator=torch.Generator().manual_seed(1))
+        loader = DataLoader(ds, batch_size=4, num_workers=2,
+                            generator=torch.Generator().manual_seed(seed))
+        return [[x for x, _ in loader] for _ in range(2)]
+
+    first = epochs(0)
+    (a, b), (c, _) = first
+    assert not torch.equal(a, b), "the two workers drew the same bits"
+    assert not torch.equal(a, c), "the next epoch drew the same bits"
+    assert set(a.unique().tolist()) == {0.0, 1.0}
+    again = epochs(0)
+    assert all(torch.equal(x, y) for e, f in zip(first, again, strict=True)
+               for x, y in zip(e, f, strict=True)), "the same seed gives the same bits"

@@ -226,3 +226,20 @@ def test_grid_moments_recover_a_gaussians_mean_spread_and_correlation():
     torch.testing.assert_close(qm.mean, torch.tensor([0.0, 1.0], dtype=torch.float64),
                                atol=1e-4, rtol=0)
     assert qm.corr == pytest.approx(0.0, abs=1e-6)
+
+
+def test_the_report_computes_the_test_losses_in_one_pass(monkeypatch):
+    """evaluation_report used to run evaluate_vae and vae_losses_per_image: two passes."""
+    from helper_lib import evaluate, report
+
+    torch.manual_seed(0)
+    model = ConvVAE().eval()
+    loader = DataLoader(TensorDataset(torch.rand(48, 1, 28, 28), torch.zeros(48)), batch_size=16)
+    passes = []
+    real = evaluate.vae_losses_per_image
+    monkeypatch.setattr(report, "vae_losses_per_image",
+                        lambda *a, **k: passes.append(1) or real(*a, **k))
+    result = report.evaluation_report(model, loader, k=0)
+    assert len(passes) == 1
+    expected = evaluate.evaluate_vae(model, loader)
+    assert result["test"] == pytest.approx(expected, rel=1e-6)

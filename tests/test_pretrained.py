@@ -154,3 +154,20 @@ def test_the_shipped_film_is_the_training_of_the_shipped_fast_model(test_loader)
     np.testing.assert_allclose(film.logvar[-1].astype(np.float32), logvar, atol=0.02, rtol=0.01)
     history = load_pretrained_history("conv_vae_mnist_fast")
     np.testing.assert_allclose(film.kl, history.batch["kl"], rtol=1e-5)
+
+
+def test_load_pretrained_with_expect_hashes_and_reads_the_file_once(monkeypatch):
+    import helper_lib.checkpoints as checkpoints
+    import helper_lib.downloads as downloads
+    import helper_lib.pretrained as pretrained
+    from helper_lib.checkpoints import load_pretrained
+
+    hashed, read = [], []
+    real_hash, real_load = downloads.sha256_file, checkpoints.torch.load
+    for module in (checkpoints, pretrained):
+        monkeypatch.setattr(module, "sha256_file", lambda p: hashed.append(p) or real_hash(p))
+    monkeypatch.setattr(checkpoints.torch, "load",
+                        lambda *a, **k: read.append(a[0]) or real_load(*a, **k))
+    model = load_pretrained("conv_vae_mnist", expect={"epochs": 50, "latent_dim": 2})
+    assert model is not None and model.pretrained_from == "data/pretrained/"
+    assert len(hashed) == 1 and len(read) == 1

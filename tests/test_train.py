@@ -1,5 +1,6 @@
 import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 from unittest import mock
@@ -311,23 +312,80 @@ def test_model_comes_back_in_the_default_memory_format_after_an_error():
 
 
 def test_deterministic_sets_and_then_restores_every_global_setting(monkeypatch):
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
     torch.use_deterministic_algorithms(True, warn_only=True)  # a caller's own setting
     try:
         with utils.deterministic():
             assert torch.are_deterministic_algorithms_enabled()
             assert not torch.backends.cudnn.benchmark
-            assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
             with utils.deterministic(enabled=False):
                 assert not torch.are_deterministic_algorithms_enabled()
             assert torch.are_deterministic_algorithms_enabled()
         assert torch.are_deterministic_algorithms_enabled()
         assert torch.is_deterministic_algorithms_warn_only_enabled()  # was reset to False
-        assert "CUBLAS_WORKSPACE_CONFIG" not in os.environ
     finally:
         torch.use_deterministic_algorithms(False)
     with utils.deterministic():
         pass
+
+
+def test_the_cublas_setting_is_made_on_import_before_cuda_can_start():
+    """cuBLAS reads CUBLAS_WORKSPACE_CONFIG once, when it starts: deterministic() used to set
+    it only inside the block, possibly after CUDA had started."""
+    code = "import os, helper_lib; print(os.environ.get('CUBLAS_WORKSPACE_CONFIG'))"
+    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
+                         check=True).stdout.strip()
+    assert out == ":4096:8"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         env={**env, "CUBLAS_WORKSPACE_CONFIG": ":16:8"}).stdout.strip()
+    assert out == ":16:8", "a user's own setting is kept"
+
+
+def test_deterministic_warns_when_cuda_started_without_the_cublas_setting(monkeypatch):
+    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
+    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
+    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
+    with pytest.warns(RuntimeWarning, match="may not be deterministic"), utils.deterministic():
+        pass
+
+
+def test_a_nan_loss_stops_before_its_step_so_the_weights_stay_finite():
+    """The guard used to look every 25 steps: the model could already hold NaN weights."""
+    torch.manual_seed(0)
+    images = torch.rand(64, 1, 28, 28)
+    images[20] = float("nan")  # the 2nd batch of 16
+    loader = DataLoader(TensorDataset(images, torch.zeros(64, dtype=torch.long)), batch_size=16)
+    model = ConvVAE()
+    with pytest.raises(FloatingPointError, match=r"epoch 1, batch 2\. Training stopped before"):
+        train_vae(model, loader, epochs=1, precision="fp32", progress=False)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def _onecycle_state(tmp_path):
+    images = torch.rand(32, 1, 28, 28)
+    loader = DataLoader(TensorDataset(images, torch.zeros(32, dtype=torch.long)), batch_size=16)
+    ckpt = tmp_path / "state.pt"
+    train_vae(ConvVAE(), loader, epochs=1, schedule="onecycle", lr=1e-3, precision="fp32",
+              checkpoint_path=ckpt, progress=False)
+    return loader, ckpt
+
+
+@pytest.mark.parametrize("damage", ["no scheduler_state", "no lr"])
+def test_a_resume_without_the_schedule_or_lr_is_one_clear_error(tmp_path, damage):
+    """These used to raise KeyError or TypeError inside the error message itself."""
+    loader, ckpt = _onecycle_state(tmp_path)
+    state = torch.load(ckpt, weights_only=True)
+    if damage == "no scheduler_state":
+        del state["scheduler_state"]
+        match = "holds no state of the schedule"
+    else:
+        del state["metadata"]["lr"]
+        match = "peak lr=unrecorded"
+    torch.save(state, ckpt)
+    ckpt.with_name(ckpt.name + ".sha256").unlink(missing_ok=True)
+    with pytest.raises(utils.SettingsError, match=match):
+        train_vae(ConvVAE(), loader, epochs=2, schedule="onecycle", lr=1e-3, precision="fp32",
+                  checkpoint_path=ckpt, progress=False)
     assert not torch.are_deterministic_algorithms_enabled()
     assert not torch.is_deterministic_algorithms_warn_only_enabled()
 
