@@ -1,16 +1,35 @@
 """helper_lib: the shared, tested library behind the STAT 453 L17 VAE notebooks.
 
-Modules, one job each:
+Modules, one job each. The lectures' own library:
 
-* :mod:`helper_lib.data`: MNIST / Fashion-MNIST loaders (``get_dataloaders``).
-* :mod:`helper_lib.models`: ``ConvAutoencoder`` and ``ConvVAE``.
+* :mod:`helper_lib.data`: MNIST / binarized MNIST / Fashion-MNIST loaders (``get_dataloaders``).
+* :mod:`helper_lib.models`: ``ConvAutoencoder``, ``ConvVAE`` and ``MnistClassifier``.
 * :mod:`helper_lib.layers`: CPU-fast drop-in layers the models are built from (same results).
 * :mod:`helper_lib.losses`: ``kl_divergence``, ``reconstruction_loss``, ``vae_loss``.
-* :mod:`helper_lib.train`: ``train_vae``, ``train_autoencoder`` and their ``History``.
+* :mod:`helper_lib.train`: ``train_vae``, ``train_autoencoder``, ``train_classifier``.
+* :mod:`helper_lib.history`: ``History``, the record of a run (JSON, CSV).
 * :mod:`helper_lib.evaluate`: split losses, importance-weighted log-likelihood, active units.
 * :mod:`helper_lib.plotting`: figures (every function returns a ``matplotlib`` Figure).
-* :mod:`helper_lib.checkpoints`: ``save_checkpoint``, ``load_model``, ``CheckpointError``.
+* :mod:`helper_lib.checkpoints`: ``save_checkpoint``, ``load_model``, ``load_pretrained``.
 * :mod:`helper_lib.utils`: ``set_seed``, ``get_device``, ``deterministic``, precision choice.
+
+Beyond the lectures (notebooks 06 and 07):
+
+* :mod:`helper_lib.sample_quality`, :mod:`helper_lib.report`: judged samples, the test report.
+* :mod:`helper_lib.sweep`, :mod:`helper_lib.sweep_plots`: notebook 06's models and figures.
+* :mod:`helper_lib.posterior`, :mod:`helper_lib.attributes`, :mod:`helper_lib.latent_plots`:
+  true and aggregate posteriors, latent arithmetic, and their figures.
+* :mod:`helper_lib.film`, :mod:`helper_lib.grids`: the latent space forming, as a film.
+* :mod:`helper_lib.interactive`: the live latent explorer (ipywidgets).
+
+The course's machinery:
+
+* :mod:`helper_lib.project`: the version and the repository's address, and links from them.
+* :mod:`helper_lib.downloads`, :mod:`helper_lib.pretrained`: verified downloads; the
+  pretrained files from the clone, the cache or the repository.
+* :mod:`helper_lib.doctor`, :mod:`helper_lib.speed`: ``python -m helper_lib doctor``.
+* :mod:`helper_lib.book`: the offline site, slides and handouts.
+* :mod:`helper_lib.cli` (``python -m helper_lib``, :mod:`helper_lib.__main__`): the command line.
 """
 
 from .checkpoints import CheckpointError, load_model, save_checkpoint

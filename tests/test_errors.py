@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from helper_lib.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from helper_lib.data import DatasetCorruptError, get_dataloaders, resolve_data_root
+from helper_lib.data import DatasetCorruptError, get_dataloaders
 from helper_lib.models import ConvAutoencoder, ConvVAE
 from helper_lib.train import train_autoencoder, train_vae
 from helper_lib.utils import SettingsError
@@ -94,7 +94,9 @@ class _Evil:
 def _copy_raw(tmp_path: Path) -> Path:
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    for f in (resolve_data_root() / "MNIST" / "raw").iterdir():
+    from helper_lib.data import fetch_raw_files
+
+    for f in fetch_raw_files("mnist").iterdir():  # this machine's files (downloaded if need be)
         if not f.name.endswith(".gz"):
             (raw / f.name).symlink_to(f.resolve())
     return raw
@@ -211,3 +213,19 @@ def test_checkpoints_and_train_no_longer_import_each_other():
 
     cyclic = sorted(m for m in graph if m in reach(m, set()) and m != "__init__")
     assert cyclic == [], f"import cycles through {cyclic}"
+
+
+def test_the_package_docstring_and_the_readme_name_every_module():
+    import re
+    from pathlib import Path
+
+    import helper_lib
+
+    root = Path(helper_lib.__file__).parent
+    modules = {p.stem for p in root.glob("*.py")} - {"__init__"}
+    readme = (root.parent / "README.md").read_text()
+    table = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)?", readme, re.M))
+    in_readme = {m for pair in table for m in pair if m} | {"__main__"}
+    assert modules - in_readme == set(), "README's module table"
+    named = set(re.findall(r":mod:`helper_lib\.([a-z_]+)`", helper_lib.__doc__))
+    assert modules - named == set(), "helper_lib's docstring"
