@@ -62,7 +62,12 @@ def test_autoencoder_trains_from_the_cli(tmp_path):
     assert load_model(out / "model.pt").checkpoint_metadata["parameters"] == 200_963
 
 
-def test_clear_errors_instead_of_tracebacks(tmp_path, capsys):
+def test_clear_errors_instead_of_tracebacks(tmp_path, capsys, monkeypatch):
+    import socket
+
+    with socket.socket() as s:  # a closed port: no mirror answers, as offline
+        s.bind(("127.0.0.1", 0))
+        monkeypatch.setenv("VAE_DATA_URL", f"http://127.0.0.1:{s.getsockname()[1]}")
     assert main(["evaluate", str(tmp_path / "missing.pt")]) == 2
     assert "checkpoint not found" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "x"), "--data-root", str(tmp_path),
