@@ -32,6 +32,7 @@ from .history import History
 from .losses import vae_loss
 from .models import check_outputs
 from .utils import (
+    Precision,
     SettingsError,
     check_whole_number,
     get_device,
@@ -40,12 +41,41 @@ from .utils import (
     tune_cpu_allocator,
 )
 
-__all__ = ["History", "Snapshots", "train_vae", "train_autoencoder", "train_classifier",
-           "SCHEDULES", "RECIPES", "check_training_args"]
+__all__ = ["History", "Snapshots", "train_step", "train_vae", "train_autoencoder",
+           "train_classifier", "SCHEDULES", "RECIPES", "check_training_args"]
 
 #: ``loss_fn(model_output, x, y)`` -> loss components (the first is minimized); ``y`` are the
 #: labels (``None`` for a loader without them).
 LossFn = Callable[[Any, Tensor, Tensor | None], tuple[Tensor, ...]]
+
+
+def train_step(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: LossFn,
+               optimizer: torch.optim.Optimizer, precision: Precision) -> Tensor:
+    """One step of gradient descent on one batch; returns the loss components, detached.
+
+    ``x [B, 1, 28, 28]`` (and labels ``y [B]`` or ``None``) on the model's device. This is the
+    whole of training; every ``train_*`` function runs it once per batch::
+
+        with precision.autocast(x.device):   # bf16 where the hardware computes it natively
+            out = model(x)                    # the forward pass, e.g. (z, mu, logvar, x_hat)
+        terms = loss_fn(out, x, y)            # (total, reconstruction, kl), in fp32
+        optimizer.zero_grad(set_to_none=True)
+        terms[0].backward()                   # gradients of the total loss
+        optimizer.step()                      # Adam updates the weights
+
+    Raises:
+        FloatingPointError: the loss is not finite. Raised before ``backward``, so the model
+            keeps the weights of the step before.
+    """
+    with precision.autocast(x.device):
+        out = model(x)
+    terms = loss_fn(out, x, y)  # fp32, outside autocast
+    if not bool(torch.isfinite(terms[0])):
+        raise FloatingPointError(f"the loss became {terms[0].item()}")
+    optimizer.zero_grad(set_to_none=True)
+    terms[0].backward()
+    optimizer.step()
+    return torch.stack([t.detach() for t in terms])
 
 
 def _loader_generator(loader: DataLoader) -> torch.Generator | None:
@@ -255,22 +285,18 @@ def _fit(
                 y = rest[0].to(dev, non_blocking=True) if rest else None
                 if prec.channels_last:
                     x = x.contiguous(memory_format=torch.channels_last)
-                with prec.autocast(dev):
-                    out = model(x)
-                terms = loss_fn(out, x, y)  # fp32, outside autocast
-                if not bool(torch.isfinite(terms[0])):  # before the step: weights stay finite
+                lr_now = optimizer.param_groups[0]["lr"]
+                try:
+                    values.append(train_step(model, x, y, loss_fn, optimizer, prec))
+                except FloatingPointError as err:
                     raise FloatingPointError(
-                        f"the loss became {terms[0].item()} in epoch {epoch + 1}, batch "
-                        f"{step + 1}. Training stopped before that step, so the model keeps "
-                        f"the weights of the step before. Try a lower learning rate (lr={lr} "
-                        f"now), e.g. lr={lr / 10:g}.")
-                optimizer.zero_grad(set_to_none=True)
-                terms[0].backward()
-                history.lr.append(optimizer.param_groups[0]["lr"])
-                optimizer.step()
+                        f"{err} in epoch {epoch + 1}, batch {step + 1}. Training stopped "
+                        "before that step, so the model keeps the weights of the step before. "
+                        f"Try a lower learning rate (lr={lr} now), e.g. lr={lr / 10:g}."
+                    ) from None
+                history.lr.append(lr_now)
                 if scheduler is not None:
                     scheduler.step()
-                values.append(torch.stack([t.detach() for t in terms]))
                 if snapshots is not None and snapshots.due(done_steps + step + 1):
                     snapshots.record(model, done_steps + step + 1)
                 last = step + 1 == len(train_loader)

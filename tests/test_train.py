@@ -487,3 +487,29 @@ def test_snapshots_record_the_latent_space_at_the_chosen_steps_and_survive_a_res
     for a, b in zip(resumed.records, snaps.records, strict=True):
         torch.testing.assert_close(a["mu"], b["mu"], atol=0, rtol=0)
         assert torch.equal(a["decoded"], b["decoded"])
+
+
+def test_train_step_is_one_step_of_adam_on_the_negative_elbo():
+    """The public step: the same update as writing the lecture's loop out by hand."""
+    from helper_lib.losses import vae_loss
+    from helper_lib.train import train_step
+
+    torch.manual_seed(0)
+    x = torch.rand(16, 1, 28, 28)
+    by_hand, stepped = ConvVAE(), ConvVAE()
+    stepped.load_state_dict(by_hand.state_dict())
+    opt_a = torch.optim.Adam(by_hand.parameters(), lr=1e-3)
+    opt_b = torch.optim.Adam(stepped.parameters(), lr=1e-3)
+    torch.manual_seed(1)
+    _, mu, logvar, x_hat = by_hand(x)
+    loss = vae_loss(x_hat, x, mu, logvar)
+    opt_a.zero_grad()
+    loss.total.backward()
+    opt_a.step()
+    torch.manual_seed(1)
+    terms = train_step(stepped, x, None, lambda out, x, y: vae_loss(out[3], x, out[1], out[2]),
+                       opt_b, resolve_precision("fp32", torch.device("cpu")))
+    assert terms.shape == (3,) and not terms.requires_grad
+    torch.testing.assert_close(terms[0], loss.total.detach())
+    for a, b in zip(by_hand.parameters(), stepped.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
