@@ -37,6 +37,7 @@ from torchvision import datasets, transforms
 from torchvision.datasets.mnist import read_image_file, read_label_file
 
 from .downloads import DownloadError, cache_dir, check_base_url, fetch
+from .project import CLONE_ROOT
 from .utils import SettingsError, check_whole_number
 
 __all__ = [
@@ -60,7 +61,7 @@ DATA_ENV_VAR = "VAE_DATA_DIR"
 DATA_URL_ENV_VAR = "VAE_DATA_URL"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 #: Whether helper_lib runs from a checkout (then ``<repo>/data`` is the default data folder).
-IN_CLONE = (REPO_ROOT / "pyproject.toml").is_file() and (REPO_ROOT / "data").is_dir()
+IN_CLONE = CLONE_ROOT is not None
 
 _DATASETS: dict[str, type[datasets.MNIST]] = {
     "mnist": datasets.MNIST,

@@ -20,12 +20,13 @@ Measurements for both: ``benchmarks/README.md``.
 from __future__ import annotations
 
 import functools
-import os
 import warnings
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
+
+from .utils import env_flag
 
 __all__ = ["ConvStack", "ConvTranspose2d", "Sigmoid", "FUSED_ENV_VAR", "fusion_enabled"]
 
@@ -148,9 +149,7 @@ def _fused_ops_available() -> bool:
 def fusion_enabled() -> bool:
     """Whether ``ConvStack`` may fuse on CPU: the private ops exist, they have not failed in
     this process, and ``VAE_FUSED`` is not ``0``."""
-    if os.environ.get(FUSED_ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
-    return not _FUSION["failed"] and _fused_ops_available()
+    return env_flag(FUSED_ENV_VAR, True) and not _FUSION["failed"] and _fused_ops_available()
 
 
 def _fusion_failed(err: BaseException) -> None:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from .downloads import DownloadError, cache_dir, check_base_url, fetch, sha256_file
-from .project import pretrained_base_url
+from .project import CLONE_ROOT, pretrained_base_url
 
 __all__ = ["PRETRAINED_URL_ENV_VAR", "MANIFEST_PATH", "CLONE_PRETRAINED_DIR",
            "PretrainedCorruptError", "PretrainedUnavailableError", "manifest", "pretrained_url",
@@ -35,11 +35,10 @@ __all__ = ["PRETRAINED_URL_ENV_VAR", "MANIFEST_PATH", "CLONE_PRETRAINED_DIR",
 #: Overrides the download address: every file is then fetched as ``$VAE_PRETRAINED_URL/<name>``.
 PRETRAINED_URL_ENV_VAR = "VAE_PRETRAINED_URL"
 MANIFEST_PATH = Path(__file__).resolve().parent / "pretrained_files.json"
-_ROOT = Path(__file__).resolve().parent.parent
 #: The clone's ``data/pretrained/``, or ``None`` when helper_lib is installed outside a clone.
 CLONE_PRETRAINED_DIR: Path | None = (
-    _ROOT / "data" / "pretrained"
-    if (_ROOT / "pyproject.toml").is_file() and (_ROOT / "data" / "pretrained").is_dir() else None)
+    CLONE_ROOT / "data" / "pretrained"
+    if CLONE_ROOT is not None and (CLONE_ROOT / "data" / "pretrained").is_dir() else None)
 
 
 class PretrainedCorruptError(DownloadError):

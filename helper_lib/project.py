@@ -9,7 +9,9 @@ from a link installs the library and downloads the models that were tested with 
 
 from __future__ import annotations
 
-__all__ = ["VERSION", "REPOSITORY", "TAG", "install_source", "pretrained_base_url",
+from pathlib import Path
+
+__all__ = ["VERSION", "REPOSITORY", "TAG", "CLONE_ROOT", "install_source", "pretrained_base_url",
            "colab_url", "binder_url", "launch_links"]
 
 #: The package's version: ``helper_lib.__version__`` and the package metadata read it here.
@@ -18,6 +20,12 @@ VERSION = "0.3.0"
 REPOSITORY = "https://github.com/stat453-vae/vae-lectures"
 #: The git tag of this version: links and downloads pin it.
 TAG = f"v{VERSION}"
+
+_ROOT = Path(__file__).resolve().parent.parent
+#: The checkout helper_lib runs from (an editable install), or ``None`` for a pip install, where
+#: the folder above the package is ``site-packages``.
+CLONE_ROOT: Path | None = (_ROOT if (_ROOT / "pyproject.toml").is_file()
+                           and (_ROOT / "data").is_dir() else None)
 
 
 def _owner_repo() -> str:

@@ -30,6 +30,7 @@ __all__ = [
     "cuda_has_native_bf16",
     "Precision",
     "resolve_precision",
+    "env_flag",
     "smoke_mode",
     "ALLOCATOR_ENV_VAR",
     "tune_cpu_allocator",
@@ -232,12 +233,23 @@ def resolve_precision(precision: str, device: torch.device) -> Precision:
     return Precision(precision, dtype, channels_last)
 
 
+def env_flag(name: str, default: bool) -> bool:
+    """An on/off environment variable: ``1``/``true``/``yes``/``on`` or ``0``/``false``/``no``/
+    ``off`` (any case); unset, empty or anything else means ``default``."""
+    value = os.environ.get(name, "").strip().lower()
+    if value in ("1", "true", "yes", "on"):
+        return True
+    if value in ("0", "false", "no", "off"):
+        return False
+    return default
+
+
 def smoke_mode() -> bool:
     """True when the environment variable ``VAE_SMOKE`` is set to a true value (``1``, ``true``).
 
     Notebooks switch to tiny settings in smoke mode; CI runs them that way.
     """
-    return os.environ.get("VAE_SMOKE", "0").strip().lower() in ("1", "true", "yes", "on")
+    return env_flag("VAE_SMOKE", False)
 
 
 _ALLOCATOR_TUNED = False
@@ -262,7 +274,7 @@ def tune_cpu_allocator() -> bool:
     global _ALLOCATOR_TUNED
     if _ALLOCATOR_TUNED:
         return True
-    if os.environ.get(ALLOCATOR_ENV_VAR, "1").strip().lower() in ("0", "false", "no", "off"):
+    if not env_flag(ALLOCATOR_ENV_VAR, True):
         return False
     if not sys.platform.startswith("linux"):
         return False
