@@ -16,7 +16,7 @@ Modules, one job each. The lectures' own library:
 Beyond the lectures (notebooks 06 and 07):
 
 * :mod:`helper_lib.sample_quality`, :mod:`helper_lib.report`: judged samples, the test report.
-* :mod:`helper_lib.sweep`, :mod:`helper_lib.sweep_plots`: notebook 06's models and figures.
+* :mod:`helper_lib.sweep`, :mod:`helper_lib.sweep_plots`: notebook 07's models and figures.
 * :mod:`helper_lib.posterior`, :mod:`helper_lib.attributes`, :mod:`helper_lib.latent_plots`:
   true and aggregate posteriors, latent arithmetic, and their figures.
 * :mod:`helper_lib.film`, :mod:`helper_lib.grids`: the latent space forming, as a film.
@@ -24,6 +24,8 @@ Beyond the lectures (notebooks 06 and 07):
 
 The course's machinery:
 
+* :mod:`helper_lib.prose_numbers`: checks that every number in a notebook's prose is printed by
+  one of its outputs (the site build and a slow test run it).
 * :mod:`helper_lib.project`: the version and the repository's address, and links from them.
 * :mod:`helper_lib.downloads`, :mod:`helper_lib.pretrained`: verified downloads; the
   pretrained files from the clone, the cache or the repository.

@@ -56,7 +56,7 @@ FORMAT = "helper_lib-checkpoint/1"
 #: The clone's folder of shipped checkpoints (committed to git; see data/pretrained/README.md).
 #: Outside a clone it does not exist: :func:`pretrained_path` finds (or downloads) the files.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
-#: The sweep of notebook 06 ("measuring the claims"), all trained with ``--recipe fast``.
+#: The sweep of notebook 07 ("measuring the claims"), all trained with ``--recipe fast``.
 SWEEP_NAMES = (
     *(f"sweep_vae_d{d}" for d in (4, 8, 16, 32)),  # D = 2 is conv_vae_mnist_fast
     *(f"sweep_ae_d{d}" for d in (2, 8, 32)),
@@ -66,7 +66,7 @@ SWEEP_NAMES = (
 #: The checkpoints shipped in PRETRAINED_DIR.
 PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist", "conv_vae_mnist_fast", "classifier_mnist",
                     "binarized_vae_d32", *SWEEP_NAMES,
-                    "fashion_vae_d16", "classifier_fashion")  # notebook 07
+                    "fashion_vae_d16", "classifier_fashion")  # notebook 09
 
 
 class CheckpointError(RuntimeError):

@@ -362,7 +362,7 @@ def build_parser() -> argparse.ArgumentParser:
                        "OUT/history.json and PNG figures.")
     p.add_argument("--model", choices=sorted(MODEL_CHOICES), default="conv-vae",
                    help="the L17.5 VAE, the L16 autoencoder, or the digit classifier that "
-                   "judges samples (notebook 06)")
+                   "judges samples (notebook 07)")
     p.add_argument("--dataset", choices=["mnist", "binarized-mnist", "fashion-mnist"],
                    default="mnist", help="training data (binarized-mnist: pixels drawn as "
                    "Bernoulli(x) anew every epoch, the test set binarized once)")

@@ -1,4 +1,4 @@
-"""Figures of notebook 07, inside the latent space: the true posterior next to the encoder's
+"""Figures of notebooks 08 and 09, inside the latent space: the true posterior next to the encoder's
 Gaussian, the aggregate posterior against the prior, and latent arithmetic.
 
 Like :mod:`helper_lib.plotting`, every function returns a detached ``Figure`` (end the cell
@@ -90,10 +90,11 @@ def plot_aggregate_posterior(axis: Tensor, log_q_grid: Tensor, prior_z: Tensor, 
     a = axis.numpy()
     lq = log_q_grid.numpy()
     fig, ax = plt.subplots(figsize=(6.4, 5.6), layout="constrained")
-    top = lq.max()
+    top = np.ceil(lq.max())  # whole-number levels, so the colour bar reads -1, -2, ...
     filled = ax.contourf(a, a, lq, levels=np.linspace(top - 8, top, 17), cmap="Blues",
                          extend="min")
-    fig.colorbar(filled, ax=ax, label="log q(z) (aggregate posterior)")
+    fig.colorbar(filled, ax=ax, label="log q(z) (aggregate posterior)",
+                 ticks=np.arange(top - 8, top + 0.5, 1.0))
     ax.contour(a, a, lq, levels=[threshold], colors="tab:orange", linestyles="--",
                linewidths=1.5)
     for r in (1, 2, 3):

@@ -159,7 +159,7 @@ class ConvVAE(nn.Module):
 
 
 class MnistClassifier(nn.Module):
-    """A small CNN digit classifier, the judge of generated samples (notebook 06).
+    """A small CNN digit classifier, the judge of generated samples (notebook 07).
 
     Two blocks of two 3x3 convolutions with ReLU and 2x2 max pooling (28 -> 14 -> 7), then
     ``Linear(3136, feature_dim)`` + ReLU, the *features* used for the Fréchet distance, and

@@ -16,8 +16,9 @@ from torch import Tensor, nn
 
 from .evaluate import _inference, _log_likelihood_of_x
 
-__all__ = ["GridPosterior", "Moments", "true_posterior_grid", "zoomed_posterior_grid",
-           "grid_moments", "aggregate_log_density"]
+__all__ = ["GridPosterior", "Moments", "GapSplit", "true_posterior_grid",
+           "zoomed_posterior_grid", "grid_moments", "gap_split", "aggregate_log_density",
+           "grid_kl_to_prior"]
 
 
 class GridPosterior(NamedTuple):
@@ -107,6 +108,47 @@ def grid_moments(grid: GridPosterior) -> tuple[Moments, Moments]:
     return out[0], out[1]
 
 
+class GapSplit(NamedTuple):
+    """The ELBO's gap ``KL(q(z | x) || p(z | x))`` of one image, in nats, split into its causes.
+
+    ``offset + width + tilt + rest == total`` exactly; see :func:`gap_split`.
+    """
+
+    total: float
+    offset: float
+    width: float
+    tilt: float
+    rest: float
+
+
+def gap_split(grid: GridPosterior) -> GapSplit:
+    """Split the grid's gap ``KL(q || p)`` (``q`` the encoder's diagonal Gaussian, ``p`` the true
+    posterior) into what a diagonal Gaussian gets wrong, each part a closed-form KL against a
+    Gaussian ``p̂`` with the posterior's mean ``m``, standard deviations ``s`` and correlation
+    ``ρ`` (from :func:`grid_moments`):
+
+    * ``offset`` = ½ δᵀ Σ⁻¹ δ, with δ = mean of q − m and Σ the covariance of ``p̂``: the cost
+      of the misplaced mean alone;
+    * ``width`` = ½ Σ_j (r_j − 1 − ln r_j), r_j = (sd_j of q / s_j)²: the cost of the wrong
+      widths alone (zero when q's standard deviations equal the posterior's);
+    * ``tilt`` = ½ [2 / (1 − ρ²) − 2 + ln(1 − ρ²)]: what the best diagonal Gaussian, of the right
+      place and widths, pays because it cannot tilt with the posterior;
+    * ``rest`` = total − the three: the posterior's departure from a Gaussian (skew, curved
+      banana shapes), plus a small width-tilt interaction, ½ ρ²/(1 − ρ²) (Σ_j r_j − 2).
+    """
+    post, q = grid_moments(grid)
+    rho = post.corr
+    cov = torch.stack([torch.stack([post.sd[0] ** 2, rho * post.sd[0] * post.sd[1]]),
+                       torch.stack([rho * post.sd[0] * post.sd[1], post.sd[1] ** 2])])
+    delta = (q.mean - post.mean).double()
+    offset = 0.5 * float(delta @ torch.linalg.solve(cov.double(), delta))
+    r = (q.sd / post.sd).double() ** 2
+    width = 0.5 * float((r - 1 - torch.log(r)).sum())
+    tilt = 0.5 * (2 / (1 - rho**2) - 2 + math.log(1 - rho**2))
+    total = float(grid.kl_q_to_posterior)
+    return GapSplit(total, offset, width, tilt, total - offset - width - tilt)
+
+
 def zoomed_posterior_grid(model: nn.Module, x: Tensor, kind: str = "mse",
                           reconstruction_weight: float = 1.0, limit: float = 4.0,
                           coarse_n: int = 61, fine_n: int = 81, floor: float = 1e-5,
@@ -134,13 +176,22 @@ def zoomed_posterior_grid(model: nn.Module, x: Tensor, kind: str = "mse",
     return coarse, fine
 
 
-def aggregate_log_density(mu: Tensor, logvar: Tensor, z: Tensor, chunk: int = 1024) -> Tensor:
+def aggregate_log_density(mu: Tensor, logvar: Tensor, z: Tensor, chunk: int = 1024,
+                          leave_out: Tensor | None = None) -> Tensor:
     """``log q(z)`` of the aggregate posterior ``q(z) = 1/N sum_i N(z; mu_i, diag(exp(logvar_i)))``
-    at the points ``z``: the mixture of every image's Gaussian (notebook 07).
+    at the points ``z``: the mixture of every image's Gaussian (notebook 09).
+
+    A point drawn *from* component ``i`` (``z_i ~ q(z | x_i)``) sits where that component is
+    dense, so scoring it under a mixture that contains component ``i`` inflates its density, by a
+    lot when the Gaussians are narrow or D is large. Pass ``leave_out`` to score such points under
+    the other ``N - 1`` components only (leave-one-out); points drawn independently of the
+    codes, such as prior draws, need no such care.
 
     Args:
         mu, logvar: ``[N, D]`` the encoder's outputs for N images.
         z: ``[M, D]`` points to evaluate.
+        leave_out: ``[M]`` integer, the component each point was drawn from (``-1``: none), or
+            ``None`` to use every component for every point.
 
     Returns:
         ``[M]`` float64 log-densities.
@@ -148,6 +199,11 @@ def aggregate_log_density(mu: Tensor, logvar: Tensor, z: Tensor, chunk: int = 10
     if mu.shape != logvar.shape or mu.shape[1] != z.shape[1]:
         raise ValueError(f"shapes do not match: mu {tuple(mu.shape)}, logvar "
                          f"{tuple(logvar.shape)}, z {tuple(z.shape)}")
+    if leave_out is not None:
+        leave_out = torch.as_tensor(leave_out, dtype=torch.long)
+        if leave_out.shape != (len(z),) or bool((leave_out >= len(mu)).any()):
+            raise ValueError(f"leave_out must be [{len(z)}] indices below {len(mu)}, got "
+                             f"shape {tuple(leave_out.shape)}")
     mu, logvar, z = mu.double(), logvar.double(), z.double()
     # sum_d (z_d - mu_id)^2 / var_id = (z^2) a_i - 2 z b_i + c_i, with a = 1/var, b = mu/var and
     # c = sum_d mu^2/var: two matrix products instead of an [M, N, D] tensor.
@@ -156,7 +212,30 @@ def aggregate_log_density(mu: Tensor, logvar: Tensor, z: Tensor, chunk: int = 10
     c = (mu * b).sum(1)  # [N]
     const = -0.5 * (logvar.sum(1) + mu.shape[1] * math.log(2 * math.pi) + c)  # [N]
     out = []
-    for part in z.split(chunk):
+    for start in range(0, len(z), chunk):
+        part = z[start:start + chunk]
         log_terms = const[None] - 0.5 * ((part**2) @ a.T) + part @ b.T  # [m, N]
-        out.append(torch.logsumexp(log_terms, dim=1) - math.log(len(mu)))
+        n = torch.full((len(part),), float(len(mu)), dtype=torch.float64)
+        if leave_out is not None:
+            own = leave_out[start:start + chunk]
+            rows = (own >= 0).nonzero(as_tuple=True)[0]
+            log_terms[rows, own[rows]] = -math.inf
+            n[rows] -= 1
+        out.append(torch.logsumexp(log_terms, dim=1) - torch.log(n))
     return torch.cat(out)
+
+
+def grid_kl_to_prior(axis: Tensor, log_q: Tensor) -> tuple[float, float]:
+    """``KL(q(z) || N(0, I))`` of a 2-D density given on the square grid ``axis x axis``
+    (``log_q``: ``[n, n]``, rows ``z2``), by the midpoint rule, with ``q`` renormalized on the
+    grid. Returns ``(kl, mass)``: the KL in nats and the mass of ``q`` inside the grid before
+    renormalizing (close to 1 when the grid covers ``q``). A Gaussian component of standard
+    deviation ``σ`` is integrated accurately when the step is at most about ``σ``."""
+    step = float(axis[1] - axis[0])
+    z2, z1 = torch.meshgrid(axis.double(), axis.double(), indexing="ij")
+    log_p = -0.5 * (z1**2 + z2**2) - math.log(2 * math.pi)
+    log_cell = log_q.double() + 2 * math.log(step)  # log of q's mass in each cell
+    mass = float(torch.logsumexp(log_cell.ravel(), 0).exp())
+    w = torch.exp(log_cell) / mass
+    kl = float((w * (log_q.double() - math.log(mass) - log_p)).sum())
+    return kl, mass

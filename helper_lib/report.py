@@ -1,5 +1,5 @@
 """One test-set report for a trained model: what ``python -m helper_lib evaluate`` prints and
-stores, and what notebook 06 tabulates.
+stores, and what notebook 07 tabulates.
 
 For a VAE: the loss terms with standard errors, the importance-weighted log-likelihood with its
 standard error, active units. For every generative model: the reconstruction error at the

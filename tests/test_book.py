@@ -150,5 +150,5 @@ def test_every_page_of_the_whole_smoke_site_is_offline(tmp_path):
         html = page.read_text()
         assert _external_references(html) == [], page.name
         assert "font-awesome" not in html and "fa fa-" not in html, page.name
-    assert (tmp_path / "site" / "07_inside_the_latent_space.html").read_text().count(
+    assert (tmp_path / "site" / "08_inside_the_latent_space.html").read_text().count(
         'class="animation"') == 1

@@ -1,3 +1,5 @@
+import math
+
 import pytest
 import torch
 from torch.utils.data import DataLoader, TensorDataset
@@ -244,3 +246,81 @@ def test_the_report_computes_the_test_losses_in_one_pass(monkeypatch):
     assert len(passes) == 1
     expected = evaluate.evaluate_vae(model, loader)
     assert result["test"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_leave_one_out_drops_each_points_own_component_and_only_that():
+    from torch import distributions as D
+
+    from helper_lib.posterior import aggregate_log_density
+
+    g = torch.Generator().manual_seed(4)
+    mu, logvar = torch.randn(40, 2, generator=g), torch.full((40, 2), -4.0)  # narrow: sd 0.14
+    z = mu + torch.exp(0.5 * logvar) * torch.randn(mu.shape, generator=g)  # z_i ~ q(z | x_i)
+    own = torch.arange(40)
+    own[5] = -1  # point 5 keeps every component
+    got = aggregate_log_density(mu, logvar, z, chunk=7, leave_out=own)
+    for i in (0, 5, 39):
+        keep = torch.arange(40) != i if i != 5 else torch.ones(40, dtype=torch.bool)
+        mixture = D.MixtureSameFamily(
+            D.Categorical(torch.ones(int(keep.sum()), dtype=torch.float64)),
+            D.Independent(D.Normal(mu[keep].double(), torch.exp(0.5 * logvar[keep].double())),
+                          1))
+        torch.testing.assert_close(got[i], mixture.log_prob(z[i].double()), rtol=1e-10,
+                                   atol=1e-10)
+    full = aggregate_log_density(mu, logvar, z)
+    # with narrow, well separated Gaussians the self-term is most of a typical draw's density;
+    # dropping it can raise the density only by the normalizer's change, N/(N-1)
+    assert (full - got)[own >= 0].median() > 1.0
+    assert (full - got)[own >= 0].min() > -math.log(40 / 39) - 1e-12
+    with pytest.raises(ValueError, match="leave_out"):
+        aggregate_log_density(mu, logvar, z, leave_out=torch.arange(41))
+
+
+def test_the_grid_kl_to_the_prior_matches_the_closed_form_of_a_gaussian():
+    from helper_lib.posterior import grid_kl_to_prior
+
+    axis = torch.linspace(-6, 6, 121, dtype=torch.float64)  # step 0.1, one sd of q below
+    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
+    q = torch.distributions.Independent(torch.distributions.Normal(
+        torch.tensor([0.5, -1.0], dtype=torch.float64),
+        torch.tensor([0.1, 0.8], dtype=torch.float64)), 1)
+    log_q = q.log_prob(torch.stack([z1, z2], -1))
+    prior = torch.distributions.Independent(torch.distributions.Normal(
+        torch.zeros(2, dtype=torch.float64), torch.ones(2, dtype=torch.float64)), 1)
+    kl, mass = grid_kl_to_prior(axis, log_q)
+    assert mass == pytest.approx(1.0, abs=1e-6)
+    assert kl == pytest.approx(float(torch.distributions.kl_divergence(q, prior)), rel=1e-6)
+
+
+def test_the_gap_split_adds_up_and_finds_each_cause_alone():
+    from helper_lib.posterior import GridPosterior, gap_split
+
+    axis = torch.linspace(-3, 3, 401, dtype=torch.float64)
+    z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
+    pts = torch.stack([z1, z2], -1)
+    d = torch.distributions
+
+    def grid(post_cov, q_mean, q_sd):
+        post = d.MultivariateNormal(torch.zeros(2, dtype=torch.float64),
+                                    torch.tensor(post_cov, dtype=torch.float64))
+        q = d.MultivariateNormal(torch.tensor(q_mean, dtype=torch.float64),
+                                 torch.diag(torch.tensor(q_sd, dtype=torch.float64) ** 2))
+        kl = float(d.kl_divergence(q, post))
+        return GridPosterior(axis, axis, post.log_prob(pts), q.log_prob(pts), 0.0, kl), kl
+
+    # only an offset: the whole gap is the offset
+    g, kl = grid([[0.09, 0], [0, 0.04]], [0.3, 0.0], [0.3, 0.2])
+    split = gap_split(g)
+    assert split.offset == pytest.approx(kl, rel=1e-3) and split.offset == pytest.approx(0.5)
+    assert abs(split.width) < 1e-3 and abs(split.tilt) < 1e-3 and abs(split.rest) < 1e-3
+    # only a tilt (rho = -0.6): the closed form 1/2 [2/(1-rho^2) - 2 + ln(1-rho^2)]
+    g, kl = grid([[0.09, -0.6 * 0.3 * 0.2], [-0.6 * 0.3 * 0.2, 0.04]], [0.0, 0.0], [0.3, 0.2])
+    split = gap_split(g)
+    assert split.tilt == pytest.approx(0.5 * (2 / 0.64 - 2 + math.log(0.64)), rel=1e-3)
+    assert split.tilt == pytest.approx(kl, rel=1e-3) and abs(split.offset) < 1e-3
+    # only a width: q twice as wide along z1
+    g, kl = grid([[0.09, 0], [0, 0.04]], [0.0, 0.0], [0.6, 0.2])
+    split = gap_split(g)
+    assert split.width == pytest.approx(0.5 * (4 - 1 - math.log(4)), rel=1e-3)
+    assert split.width == pytest.approx(kl, rel=1e-3)
+    assert sum(split[1:]) == pytest.approx(split.total, abs=1e-12)

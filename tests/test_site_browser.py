@@ -1,6 +1,6 @@
 """The course site in a real browser: Debian's chromium, headless, opening the files from disk.
 
-The smoke-mode site of notebooks 04 (math, figures, exercises with solutions) and 07 (an
+The smoke-mode site of notebooks 04 (math, figures, exercises with solutions) and 08 (an
 animation, the most script-heavy output) is built once by ``python -m helper_lib book``; then the
 index, both pages and 04's slide deck are each checked for: every image loaded, the math
 typeset, no request to anything but ``file://`` (a ``data:`` image or ``about:blank`` frame is
@@ -52,7 +52,7 @@ def site(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("browser") / "site"
     code = main(["book", "--out", str(out), "--smoke", "--notebooks",
                  str(REPO / "notebooks" / "04_vae_loss.ipynb"),
-                 str(REPO / "notebooks" / "07_inside_the_latent_space.ipynb")])
+                 str(REPO / "notebooks" / "08_inside_the_latent_space.ipynb")])
     assert code == 0
     return out
 
@@ -144,10 +144,10 @@ def test_a_notebook_page_in_a_browser(browser, site, tmp_path):
 
 
 def test_the_animation_plays_offline_in_a_browser(browser, site, tmp_path):
-    result = _check_page(browser, site / "07_inside_the_latent_space.html", tmp_path,
+    result = _check_page(browser, site / "08_inside_the_latent_space.html", tmp_path,
                          expect_math=True, expect_images=True)
     assert result["solutions"] >= 3
-    page, requests = _open(browser, site / "07_inside_the_latent_space.html")
+    page, requests = _open(browser, site / "08_inside_the_latent_space.html")
     player = page.locator(".animation").first
     player.scroll_into_view_if_needed()
     frame = "document.querySelector('.animation img').src"
