@@ -61,6 +61,8 @@ class SiteReport:
     handouts: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
+    #: full-mode builds: the prose numbers no output backs (:mod:`helper_lib.prose_numbers`)
+    unbacked: list = field(default_factory=list)
 
 
 def asset_folders() -> dict[str, Path]:
@@ -215,6 +217,7 @@ def build_site(
     execute: bool = True,
     timeout: int = 600,
     log: Callable[[str], None] = print,
+    check_numbers: bool = True,
 ) -> SiteReport:
     """Build the site into ``out`` (emptied first if an earlier build wrote it).
 
@@ -224,6 +227,13 @@ def build_site(
         execute: ``False`` converts the notebooks as they are (no outputs); for quick checks.
         timeout: seconds one cell may run.
         log: where progress lines go.
+        check_numbers: in a full-mode build of every notebook, fail if a number in the prose is
+            printed by no output (:func:`helper_lib.prose_numbers.unbacked_numbers`); the
+            report's ``unbacked`` lists them for any executed full-mode build.
+
+    Raises:
+        BookError: a notebook is missing or fails, or (``check_numbers``) a prose number is
+            unbacked.
     """
     from nbconvert import HTMLExporter, SlidesExporter
 
@@ -260,6 +270,14 @@ def build_site(
         executed.append((path.stem, title, nb))
         log(f"[{i}/{len(paths)}] {path.name}: {'executed' if execute else 'converted'} in "
             f"{report.seconds[path.stem]:.1f} s")
+    if execute and not smoke:
+        from .prose_numbers import format_unbacked, unbacked_numbers
+
+        report.unbacked = unbacked_numbers({name: nb for name, _, nb in executed})
+        log(f"prose numbers: {len(report.unbacked)} printed by no output")
+        if report.unbacked and check_numbers and notebooks is None:
+            raise BookError("numbers in the prose that no output prints (full mode):\n"
+                            + format_unbacked(report.unbacked))
     log("writing the pages, slides and handouts")
 
     names = [name for name, _, _ in executed]

@@ -487,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-execute", action="store_true",
                    help="convert the notebooks as they are, without running them")
     p.add_argument("--timeout", type=int, default=600, help="seconds one cell may run")
+    p.add_argument("--allow-unbacked-numbers", action="store_true",
+                   help="build even if a number in the prose is printed by no output (full mode "
+                   "only checks it)")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("doctor", formatter_class=fmt,
@@ -544,7 +547,8 @@ def cmd_book(args: argparse.Namespace, argv: Sequence[str]) -> int:
     t0 = time.perf_counter()
     try:
         report = build_site(args.out, notebooks=args.notebooks, smoke=args.smoke,
-                            execute=not args.no_execute, timeout=args.timeout)
+                            execute=not args.no_execute, timeout=args.timeout,
+                            check_numbers=not args.allow_unbacked_numbers)
     except BookError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

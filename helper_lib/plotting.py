@@ -233,7 +233,8 @@ def plot_latent_space(
         latents: codes you already have, ``(codes [N, 2], labels [N])`` as returned by
             ``collect_latents``; then ``loader`` is not needed and nothing is encoded again.
         legend: ``False`` leaves out the legend (e.g. on all but one of several panels).
-        centroid_labels: write each class's digit at the median of its codes.
+        centroid_labels: write each class's digit at the median of its codes, for the classes
+            whose median lies inside the view (clipped to the axes).
     """
     if latents is not None:
         codes, labels = (torch.as_tensor(t).cpu() for t in latents)
@@ -254,17 +255,20 @@ def plot_latent_space(
     if legend:
         ax.legend(title="label", markerscale=5, fontsize=8, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
-    if centroid_labels:  # many small translucent dots blend; a label per class says which is which
-        for digit in labels.unique().tolist():
-            centre = codes[labels == digit].median(dim=0).values
-            ax.text(float(centre[0]), float(centre[1]), str(digit), ha="center", va="center",
-                    fontsize=11, fontweight="bold", color=cmap(digit % 10),
-                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
     ax.axhline(0, color="0.6", lw=0.5)
     ax.axvline(0, color="0.6", lw=0.5)
     if lims is not None:
         ax.set_xlim(lims[0], lims[1])
         ax.set_ylim(lims[2], lims[3])
+    if centroid_labels:  # many small translucent dots blend; a label per class says which is which
+        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+        for digit in labels.unique().tolist():
+            cx, cy = codes[labels == digit].median(dim=0).values.tolist()
+            if not (x0 <= cx <= x1 and y0 <= cy <= y1):
+                continue  # a label outside the view (a zoom) would widen the figure, not help
+            ax.text(cx, cy, str(digit), ha="center", va="center", clip_on=True,
+                    fontsize=11, fontweight="bold", color=cmap(digit % 10),
+                    path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
     ax.set_aspect("equal", adjustable="box")
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import nbformat
 import pytest
 import torch
 from torch.utils.data import DataLoader
@@ -20,3 +23,25 @@ def mnist_batch(mnist_loaders) -> torch.Tensor:
     """One real batch of 64 test images, ``[64, 1, 28, 28]``."""
     x, _ = next(iter(mnist_loaders[2]))
     return x
+
+
+#: Smoke-mode executions that tests/test_open_anywhere.py made in this session, by notebook stem
+#: (each notebook alone, outside the clone): the slide-fit test measures those rather than
+#: executing every notebook a second time.
+SMOKE_EXECUTED: dict[str, nbformat.NotebookNode] = {}
+
+
+@pytest.fixture(scope="session")
+def smoke_executed_notebooks(tmp_path_factory) -> list[Path]:
+    """Every ``notebooks/*.ipynb`` executed in smoke mode, written under its own name to a
+    temporary folder, in name order: the executions of this session's acceptance test where
+    there are any, else executed here (in notebooks/, as the site build does)."""
+    from helper_lib.book import REPO, execute_notebook
+
+    folder = tmp_path_factory.mktemp("smoke_executed")
+    paths = sorted((REPO / "notebooks").glob("*.ipynb"))
+    assert paths, "no notebooks in notebooks/"
+    for path in paths:
+        nb = SMOKE_EXECUTED.get(path.stem) or execute_notebook(path, smoke=True)
+        nbformat.write(nb, folder / path.name)
+    return [folder / path.name for path in paths]

@@ -152,3 +152,13 @@ def test_every_page_of_the_whole_smoke_site_is_offline(tmp_path):
         assert "font-awesome" not in html and "fa fa-" not in html, page.name
     assert (tmp_path / "site" / "08_inside_the_latent_space.html").read_text().count(
         'class="animation"') == 1
+
+
+def test_a_full_build_reports_the_prose_numbers_no_output_prints(tmp_path):
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_markdown_cell("# T\n\nThe mean is 0.52 and the share 7.5 %."),
+                nbformat.v4.new_code_cell("print(f'mean {0.5213:.4f}')")]
+    path = tmp_path / "01_numbers.ipynb"
+    nbformat.write(nb, path)
+    report = build_site(tmp_path / "site", notebooks=[path], smoke=False, log=lambda _: None)
+    assert [u.number.text for u in report.unbacked] == ["7.5 %"]  # 0.52 is printed, rounded
