@@ -20,7 +20,7 @@ from .checkpoints import load_pretrained
 from .models import ConvAutoencoder, ConvVAE, MnistClassifier
 from .report import evaluation_report
 from .train import RECIPES, train_autoencoder, train_classifier, train_vae
-from .utils import set_seed
+from .utils import get_device, set_seed
 
 __all__ = ["Spec", "SWEEP", "LECTURE_VAE", "FASHION_VAE", "LATENT_SIZES", "AE_LATENT_SIZES",
            "BETAS", "get_model", "get_classifier", "get_report"]
@@ -84,6 +84,7 @@ def get_model(spec: Spec, train_loader: DataLoader, smoke: bool = False,
               seed: int = 123) -> nn.Module:
     """The shipped model ``spec.name`` in ``eval()`` mode, or (smoke mode, or no file) one
     trained here with the fast recipe (``epochs`` overrides its 12), on ``train_loader``."""
+    device = get_device(device)
     if not smoke:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -112,6 +113,7 @@ def get_classifier(train_loader: DataLoader, smoke: bool = False,
     """The shipped classifier ``name`` (``classifier_mnist``: 99.2 % on the test set;
     ``classifier_fashion``, ``feature_dim=32``: 90.9 % on Fashion-MNIST), or one trained here
     on ``train_loader``."""
+    device = get_device(device)
     if not smoke:
         model = load_pretrained(name, device)
         if model is not None:

@@ -96,19 +96,36 @@ def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
     return _finish(fig, None)
 
 
+def _distortion(report: Report) -> float:
+    """The loss's distortion: the squared error per image with ``z`` drawn from ``q``."""
+    test = report["test"]
+    return float(test.get("reconstruction", test["total"] - test["kl"]))
+
+
 def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
-    """Rate (KL) against distortion (squared error at μ) for each β, labelled with β and the
-    number of active units."""
-    fig, ax = plt.subplots(figsize=(6.2, 4.4), layout="constrained")
+    """Distortion (the loss's squared error per image, ``z`` drawn from ``q``) against rate (KL)
+    for each β, on linear axes, each point labelled with β and its active units. Through every
+    model that keeps a code, a dashed segment of slope −β: where the optimum of
+    ``distortion + β · rate`` touches the curve, its slope is −β."""
+    fig, ax = plt.subplots(figsize=(7.0, 3.9), layout="constrained")
     betas = sorted(reports)
-    x = [reports[b]["reconstruction_at_mean"]["mean"] for b in betas]
-    y = [reports[b]["test"]["kl"] for b in betas]
-    ax.plot(x, y, "o-", color="C0")
+    x = [max(float(reports[b]["test"]["kl"]), 0.0) for b in betas]
+    y = [_distortion(reports[b]) for b in betas]
+    ax.plot(x, y, "o-", color="C0", label="trained models", zorder=3)
+    span = max(x) - min(x) or 1.0
+    first_tangent = True
+    for b, xi, yi in zip(betas, x, y, strict=True):
+        if xi < 0.01 * span:  # no code: no tangent to draw
+            continue
+        half = min(0.07 * span, 0.12 * (max(y) - min(y)) / b)  # short on the steep ones
+        ax.plot([xi - half, xi + half], [yi + b * half, yi - b * half], "--", color="C1",
+                lw=1.5, label="slope −β" if first_tangent else None)
+        first_tangent = False
     groups: list[list[float]] = []  # betas whose points coincide share one label
     for b, xi, yi in zip(betas, x, y, strict=True):
         for group in groups:
             g = betas.index(group[0])
-            if abs(x[g] - xi) < 0.5 and abs(y[g] - yi) < 0.05:
+            if abs(x[g] - xi) < 0.05 and abs(y[g] - yi) < 0.5:
                 group.append(b)
                 break
         else:
@@ -117,13 +134,16 @@ def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
         first = betas.index(group[0])
         au = reports[group[0]]["active_units"]
         names = ", ".join(f"{b:g}" for b in group)
+        right = x[first] > 0.8 * max(x)
         ax.annotate(f"β={names}: {au['count']}/{au['of']} active", (x[first], y[first]),
-                    textcoords="offset points", xytext=(6, 4), fontsize=8,
-                    ha="right" if x[first] > 0.8 * max(x) else "left")
-    ax.set_yscale("symlog", linthresh=1)
-    ax.set_xlabel("distortion: squared error per image at μ")
-    ax.set_ylabel("rate: KL per image (nats)")
+                    textcoords="offset points", xytext=(-8 if right else 8, 6), fontsize=10,
+                    ha="right" if right else "left", va="bottom")
+    ax.set_xlim(min(x) - 0.05 * span, max(x) + 0.05 * span)
+    ax.set_ylim(0, 1.15 * max(y))
+    ax.set_xlabel("rate: KL per image (nats)")
+    ax.set_ylabel("distortion: squared error\nper image, z drawn from q")
     ax.set_title("the β trade-off (VAE, D = 16)")
+    ax.legend(loc="upper right", fontsize=9)
     return _finish(fig, None)
 
 
