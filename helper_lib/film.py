@@ -274,12 +274,21 @@ _PLAYER_ICONS = {
 def film_html(anim: animation.FuncAnimation, default_mode: str = "once") -> str:
     """``anim`` as a self-contained HTML/JS player (``anim.to_jshtml``), with nothing fetched
     from the network: matplotlib's player links Font Awesome from a CDN for its button icons,
-    which is dropped here and the icons replaced by plain characters. Show it in a notebook with
+    which is dropped here and the icons replaced by plain characters. The player's picture holds
+    the last frame before any script runs, so a copy without JavaScript still shows the result.
+    Show it in a notebook with
     ``IPython.display.HTML(film_html(anim))``; it plays in JupyterLab and in static HTML pages."""
     html = anim.to_jshtml(default_mode=default_mode)
     html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
     for css_class, text in _PLAYER_ICONS.items():
         html = html.replace(f'<i class="{css_class}"></i>', text)
+    # Without JavaScript (a static copy of the page, a notebook viewer) the player's <img> stays
+    # empty: give it the last frame, which the player replaces as soon as it runs.
+    frames = re.findall(r'frames\[\d+\] = "(data:image/[^"]+)"', html)
+    if frames:
+        html = re.sub(r'<img id="(_anim_img\w+)">',
+                      lambda m: f'<img id="{m.group(1)}" src="{frames[-1]}" alt="the last frame">',
+                      html, count=1)
     if "fa fa-" in html or "://" in re.sub(r"data:[^\"']*", "", html):
         raise RuntimeError("matplotlib's animation player changed: it still refers to Font "
                            "Awesome or to an address; update helper_lib.film.film_html")

@@ -88,7 +88,7 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
     def _update(self, change: Any = None) -> None:
         self._digit_im.set_data(self.decoded().numpy())
         self._digit_ax.set_title("z = (" + ", ".join(f"{v:.2f}" for v in self.z()[0].tolist())
-                                 + ")" if len(self.sliders) <= 4 else "decoded", fontsize=8)
+                                 + ")" if len(self.sliders) <= 4 else "decoded", fontsize=11)
         self.digit.value = _png(self._digit_fig)
         if self.map is not None:
             z = self.z()[0]
@@ -108,7 +108,7 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
             ax.imshow(plt.imread(io.BytesIO(png)))
             ax.set_axis_off()
         fig.suptitle("latent explorer (a static picture: run the notebook to move the sliders)",
-                     fontsize=9)
+                     fontsize=11)
         data = {**data, "image/png": _png(fig)}
         return (data, bundle[1]) if isinstance(bundle, tuple) else data
 
@@ -152,6 +152,6 @@ def _static_picture(model: nn.Module, codes: Tensor | None, labels: Tensor | Non
     with _inference(model, None) as device:
         image = model.decode(torch.zeros(1, int(model.latent_dim), device=device))
     axes[0, -1].imshow(image.float().cpu()[0, 0].numpy(), cmap="binary", vmin=0, vmax=1)
-    axes[0, -1].set_title("decoded z = 0", fontsize=9)
+    axes[0, -1].set_title("decoded z = 0", fontsize=11)
     axes[0, -1].set_axis_off()
     return fig

@@ -128,7 +128,7 @@ def plot_arithmetic(result: ArithmeticResult, attribute: str, title: str = "") -
     fig, (ax_img, ax_val) = plt.subplots(1, 2, figsize=(10.5, 0.42 * k + 2.2),
                                          layout="constrained",
                                          gridspec_kw={"width_ratios": [1.0, 1.25]})
-    ax_img.imshow(grid, cmap="gray", vmin=0, vmax=1)
+    ax_img.imshow(grid, cmap="gray_r", vmin=0, vmax=1)  # ink black, as in every figure
     ax_img.set_xticks([2 + 30 * i + 14 for i in range(len(m))], [f"{v:+g}" for v in m])
     ax_img.set_yticks([])
     ax_img.set_xlabel("multiple m of the attribute vector")

@@ -136,8 +136,9 @@ def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
         names = ", ".join(f"{b:g}" for b in group)
         right = x[first] > 0.8 * max(x)
         ax.annotate(f"β={names}: {au['count']}/{au['of']} active", (x[first], y[first]),
-                    textcoords="offset points", xytext=(-8 if right else 8, 6), fontsize=10,
-                    ha="right" if right else "left", va="bottom")
+                    textcoords="offset points", xytext=(-4, -10) if right else (8, 6),
+                    fontsize=10, ha="right" if right else "left",
+                    va="top" if right else "bottom")  # the rightmost label below its point
     ax.set_xlim(min(x) - 0.05 * span, max(x) + 0.05 * span)
     ax.set_ylim(0, 1.15 * max(y))
     ax.set_xlabel("rate: KL per image (nats)")

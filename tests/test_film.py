@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import numpy as np
 import pytest
 import torch
@@ -92,7 +94,10 @@ def test_the_animation_shows_each_snapshot_with_the_kl_marker_at_its_step(small_
         assert shown.shape == (2 + 4 * 30, 2 + 4 * 30)  # a 4 x 4 grid of 28-px tiles, padded
         assert shown[2:30, 2:30].tolist() == film.decoded[i, 0].tolist()
     html = film_html(anim)
-    assert html.count("data:image/png;base64") == len(film.steps)
+    assert html.count("data:image/png;base64") == len(film.steps) + 1  # + the static picture
+    # without JavaScript the player's picture is the last frame, not an empty <img>
+    last = re.findall(r'frames\[\d+\] = "(data:image/[^"]+)"', html)[-1]
+    assert re.search(r'<img id="_anim_img\w+" src="([^"]+)"', html).group(1) == last
     # offline: matplotlib's own player would link Font Awesome from a CDN for its icons
     assert "font-awesome" in anim.to_jshtml()
     assert "font-awesome" not in html and "https://" not in html and "fa fa-" not in html
