@@ -3,8 +3,8 @@
 Each slide is shown in headless chromium (reveal.js at scale 1, no transitions), every fragment
 is stepped to, MathJax is let finish and the images load; then the content's real extent is
 measured: the bounding box of the slide and of everything in it, plus what any scroll box in it
-hides (``scrollHeight`` / ``scrollWidth``), so the template's ``scrollIfTall`` (a tall slide
-scrolls) or an ``overflow-x: auto`` ``<pre>`` cannot hide an overflow. What an element clips
+hides (``scrollHeight`` / ``scrollWidth``), so neither a scrolling slide nor an
+``overflow-x: auto`` ``<pre>`` can hide an overflow. What an element clips
 (``overflow: hidden``, as MathJax's own boxes do) is not counted, nor the inside of a collapsed
 solution (``<details>``, only its summary): the reader never sees them.
 
