@@ -145,8 +145,9 @@ def test_a_notebook_page_in_a_browser(browser, site, tmp_path):
 
 def test_the_animation_plays_offline_in_a_browser(browser, site, tmp_path):
     result = _check_page(browser, site / "08_inside_the_latent_space.html", tmp_path,
-                         expect_math=True, expect_images=True)
-    assert result["solutions"] >= 3
+                         expect_math=True, expect_images=False)
+    assert result["images"] >= 2  # the animation's picture and the posterior figure
+    assert result["solutions"] >= 1
     page, requests = _open(browser, site / "08_inside_the_latent_space.html")
     player = page.locator(".animation").first
     player.scroll_into_view_if_needed()
