@@ -35,6 +35,7 @@ from pathlib import Path
 import nbformat
 
 from .project import binder_url, colab_url, launch_links
+from .prose_numbers import Unbacked, format_unbacked, unbacked_numbers
 
 __all__ = ["REPO", "BookError", "SiteReport", "asset_folders", "notebook_title",
            "execute_notebook", "build_site"]
@@ -62,7 +63,7 @@ class SiteReport:
     seconds: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
     #: full-mode builds: the prose numbers no output backs (:mod:`helper_lib.prose_numbers`)
-    unbacked: list = field(default_factory=list)
+    unbacked: list[Unbacked] = field(default_factory=list)
 
 
 def asset_folders() -> dict[str, Path]:
@@ -271,8 +272,6 @@ def build_site(
         log(f"[{i}/{len(paths)}] {path.name}: {'executed' if execute else 'converted'} in "
             f"{report.seconds[path.stem]:.1f} s")
     if execute and not smoke:
-        from .prose_numbers import format_unbacked, unbacked_numbers
-
         report.unbacked = unbacked_numbers({name: nb for name, _, nb in executed})
         log(f"prose numbers: {len(report.unbacked)} printed by no output")
         if report.unbacked and check_numbers and notebooks is None:
