@@ -131,10 +131,11 @@ def get_report(model: nn.Module, spec: Spec, test_loader: DataLoader,
                samples: int = 10_000) -> dict[str, Any]:
     """The model's test-set report: the one stored in its checkpoint by
     ``python -m helper_lib evaluate --save`` when there is one (full mode: the numbers the
-    shipped model gives), else measured now with these settings (smoke mode)."""
+    shipped model gives), else measured now with these settings (smoke mode), the
+    log-likelihood on ``iw_images`` test images drawn at random (seed 0), as stored."""
     stored = getattr(model, "checkpoint_metadata", {}).get("evaluation")
     if stored is not None and "reconstruction_at_mean" in stored:
         return stored
     return evaluation_report(model, test_loader, kind=spec.kind, k=k, iw_images=iw_images,
-                             max_images=max_images, classifier=classifier,
+                             iw_random=True, max_images=max_images, classifier=classifier,
                              train_loader=train_loader, samples=samples)

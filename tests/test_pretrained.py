@@ -14,6 +14,8 @@ from helper_lib.data import get_dataloaders
 from helper_lib.evaluate import reference_eval
 from helper_lib.models import count_parameters
 
+MAKE_PRETRAINED = PRETRAINED_DIR / "make_pretrained.sh"
+
 #: Parameter counts: the lecture's two models, and (latent size 2) the classifier.
 EXPECTED = {"conv_vae_mnist": 207_237, "conv_ae_mnist": 200_963, "conv_vae_mnist_fast": 207_237,
             "classifier_mnist": 467_818,
@@ -62,6 +64,14 @@ def test_pretrained_checkpoint_matches_its_metadata(name, test_loader):
         assert value == pytest.approx(reference[key], rel=0.02, abs=1e-3), key  # KL ~ 0 too
     assert meta["command"].startswith("python -m helper_lib train")
     assert path.with_name(f"{name}.history.csv").is_file()
+    evaluation = meta.get("evaluation")
+    if evaluation is not None:  # its report was made by a command of make_pretrained.sh
+        script = " ".join(MAKE_PRETRAINED.read_text().replace("\\\n", " ").split())
+        flags = evaluation["command"].split("model.pt", 1)[1].strip()
+        assert flags in script, evaluation["command"]
+        iw = evaluation.get("iw_log_likelihood")
+        if iw is not None and iw["images"] < 10_000:  # a subset: the first 1,000 are easier
+            assert iw["subset"] == "random (seed 0)" and "--iw-random" in flags, name
 
 
 def test_load_pretrained_checks_the_name_and_the_callers_settings():

@@ -69,8 +69,9 @@ python -m helper_lib train --recipe fast --threads 1 --no-progress --model conv-
     > runs/sweep_vae_bce_d2.log 2>&1
 
 # Their test-set reports, stored in each checkpoint ("evaluation" in its metadata), which the
-# notebook reads: all 10,000 test images, the log-likelihood with k = 100 on the first 1,000
-# (binarized: k = 1,000 on 1,000), 10,000 prior samples judged by the classifier.
+# notebook reads: all 10,000 test images, the log-likelihood with k = 100 on 1,000 test images
+# drawn at random (seed 0; the first 1,000 are the easier half), binarized: k = 1,000 on the
+# same 1,000, and 10,000 prior samples judged by the classifier.
 python -m helper_lib evaluate runs/classifier_mnist/model.pt --save
 cp runs/classifier_mnist/model.pt data/pretrained/classifier_mnist.pt
 python -m helper_lib evaluate runs/binarized_vae_d32/model.pt --k 1000 --iw-images 1000 --iw-random \
@@ -79,7 +80,7 @@ for name in conv_vae_mnist_fast sweep_vae_d4 sweep_vae_d8 sweep_vae_d16 sweep_va
         sweep_ae_d2 sweep_ae_d8 sweep_ae_d32 sweep_vae_bce_d2 sweep_vae_bce_d16 \
         sweep_vae_d16_beta0p1 sweep_vae_d16_beta0p3 sweep_vae_d16_beta3 sweep_vae_d16_beta10 \
         sweep_vae_d16_beta784; do
-    python -m helper_lib evaluate "runs/$name/model.pt" --k 100 --iw-images 1000 \
+    python -m helper_lib evaluate "runs/$name/model.pt" --k 100 --iw-images 1000 --iw-random \
         --classifier data/pretrained/classifier_mnist.pt --samples 10000 --save
 done
 # Only per-epoch CSV histories for these (the per-batch JSON is kept where a notebook plots it).
@@ -116,7 +117,7 @@ python -m helper_lib train --model classifier --dataset fashion-mnist --feature-
     --recipe fast --lr 2e-3 --epochs 6 --no-progress --out runs/classifier_fashion \
     > runs/classifier_fashion.log 2>&1
 python -m helper_lib evaluate runs/classifier_fashion/model.pt --save
-python -m helper_lib evaluate runs/fashion_vae_d16/model.pt --k 100 --iw-images 1000 \
+python -m helper_lib evaluate runs/fashion_vae_d16/model.pt --k 100 --iw-images 1000 --iw-random \
     --classifier runs/classifier_fashion/model.pt --samples 10000 --save
 for name in fashion_vae_d16 classifier_fashion; do
     cp "runs/$name/model.pt" "data/pretrained/$name.pt"
