@@ -201,13 +201,21 @@ def _copy_readme_images(readme: str, out: Path) -> None:
             shutil.copy2(source, out / src)
 
 
-def _handout(nb_path: Path) -> nbformat.NotebookNode:
-    """The student copy: solutions removed, outputs cleared."""
+def handout(nb_path: Path) -> nbformat.NotebookNode:
+    """The student copy: solutions removed, each answer replaced by its stub (``answer_k = ...``,
+    which its check reports as not answered yet), outputs cleared; the notebook's name is
+    recorded in its metadata, where the grader recognises it."""
+    from .exercises import NOTEBOOKS
+
     nb = nbformat.read(nb_path, as_version=4)
     nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
+    stubs = iter(ex.stub for ex in NOTEBOOKS.get(nb_path.stem, []))
     for cell in nb.cells:
         if cell.cell_type == "code":
             cell.outputs, cell.execution_count = [], None
+            if "answer" in cell.metadata.get("tags", []):
+                cell.source = next(stubs)
+    nb.metadata["helper_lib"] = {"notebook": nb_path.stem}
     return nb
 
 
@@ -294,7 +302,7 @@ def build_site(
         slides, _ = slide_exporter.from_notebook_node(copy.deepcopy(nb),
                                                       resources={"metadata": {"name": name}})
         (out / f"{name}.slides.html").write_text(slides, encoding="utf-8")
-        nbformat.write(_handout(paths[i]), out / "handouts" / f"{name}.ipynb")
+        nbformat.write(handout(paths[i]), out / "handouts" / f"{name}.ipynb")
         report.pages.append(f"{name}.html")
         report.slides.append(f"{name}.slides.html")
         report.handouts.append(f"handouts/{name}.ipynb")

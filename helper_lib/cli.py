@@ -286,6 +286,24 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, GradingError, grade
+
+    timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
+    memory = DEFAULT_MEMORY_MB if args.memory is None else args.memory
+    if timeout <= 0 or memory < 500 or (args.jobs is not None and args.jobs < 1):
+        print("error: --timeout must be > 0, --memory at least 500 and --jobs at least 1",
+              file=sys.stderr)
+        return 2
+    try:
+        grade(args.submissions, args.out, timeout=timeout, memory_mb=memory, jobs=args.jobs,
+              unprotected=args.unprotected)
+    except GradingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import matplotlib
 
@@ -500,6 +518,24 @@ def build_parser() -> argparse.ArgumentParser:
                        "measured on a few batches. Exits with 0 only when a notebook can run.")
     p.add_argument("--no-timing", action="store_true", help="skip the training measurement")
     p.set_defaults(func=cmd_doctor)
+
+    p = sub.add_parser("grade", formatter_class=fmt,
+                       help="grade students' notebooks in a sandbox into a folder of grades",
+                       description="Re-execute each submission from scratch in a sandbox (no "
+                       "network, unprivileged, time and memory limits), take its answers out as "
+                       "JSON and score them here. A submission is named by its folder "
+                       "(SUBMISSIONS/<student>/<notebook>.ipynb) or else its file name.")
+    p.add_argument("submissions", nargs="*", help="notebooks, or folders searched for *.ipynb")
+    p.add_argument("--out", required=True, help="folder for grades.csv, reports/, scores.png")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per submission (default 300)")
+    p.add_argument("--memory", type=int, default=None,
+                   help="MB of memory per process of a submission (default 4000)")
+    p.add_argument("--jobs", type=int, default=None,
+                   help="submissions run at once (default: the number of cores)")
+    p.add_argument("--unprotected", action="store_true",
+                   help="run even where the sandbox's protections are missing (unsafe)")
+    p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("manifest", formatter_class=fmt,
                        help="record the sha256 of data/pretrained/ in the package",

@@ -54,7 +54,27 @@ def test_no_helper_code_and_no_hard_coded_device(path):
         tree = ast.parse("\n".join(line for line in source.splitlines()
                                    if not line.lstrip().startswith(("%", "!"))))
         defs = [n for n in ast.walk(tree) if isinstance(n, ast.FunctionDef | ast.ClassDef)]
+        if "solution" in cell["metadata"].get("tags", []):  # an answer may be a function
+            defs = [d for d in defs if not isinstance(d, ast.FunctionDef)]
         assert not defs, f"helper code belongs in helper_lib: {[d.name for d in defs]}"
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_exercise_has_an_answer_cell_that_checks_it(path):
+    """After each solution: a cell tagged ``answer`` that sets the exercise's variable and
+    calls check() on it, in the order of helper_lib.exercises.NOTEBOOKS."""
+    from helper_lib.exercises import NOTEBOOKS as EXERCISES_OF
+
+    cells = _cells(path)
+    answers = [(i, "".join(c["source"])) for i, c in enumerate(cells)
+               if "answer" in c["metadata"].get("tags", [])]
+    expected = EXERCISES_OF[path.stem]
+    assert len(answers) == len(expected)
+    for (i, source), ex in zip(answers, expected, strict=True):
+        assert "solution" in cells[i - 1]["metadata"].get("tags", []), ex.id
+        assert source.startswith(f"{ex.variable} = ") and source.rstrip().endswith(
+            f'check("{ex.id}", {ex.variable})'), source
+        assert "*Check:*" in "".join(cells[i - 2]["source"]), ex.id  # the question says what
 
 
 def test_the_readme_gives_the_one_command_for_site_slides_and_handouts():

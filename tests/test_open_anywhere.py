@@ -110,6 +110,7 @@ class World:
             "VAE_CACHE_DIR": str(self.cache), "JUPYTER_PATH": str(root / "jupyter"),
             "VAE_PRETRAINED_URL": f"{server.url}/pretrained",
             "VAE_DATA_URL": f"{server.url}/data", "VAE_SMOKE": "1",
+            "VAE_CHECK_STRICT": "1",  # a check that rejects its notebook's solution fails
             "HELPER_LIB_SOURCE": str(self.source),
             # the install cell's pip: offline, and building with the machine's setuptools
             "PIP_NO_INDEX": "1", "PIP_NO_BUILD_ISOLATION": "false",

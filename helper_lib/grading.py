@@ -1,0 +1,362 @@
+"""``python -m helper_lib grade SUBMISSION.ipynb ... --out DIR``: grade a class's notebooks.
+
+Each submission is re-executed from scratch in a sandbox (:mod:`helper_lib.sandbox`), with a
+time and a memory limit and no network, as an unprivileged process that sees no other
+submission, no grades and no reference answers. Its answers come out as plain JSON
+(:mod:`helper_lib.exercises`), capped in size, and are scored here, in the grader's process, by
+:mod:`helper_lib.checks`. Two submissions run at once on a 2-core machine.
+
+Writes ``DIR/grades.csv`` (a row per submission, a column per exercise, ``total``),
+``DIR/reports/<student>.json`` (every point lost, with its reason) and ``DIR/scores.png``.
+"""
+
+from __future__ import annotations
+
+import compileall
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .exercises import EXERCISES, MAX_ANSWER_BYTES, NOTEBOOKS
+from .sandbox import LIB, NOBODY, WORK, limits, protections, sandbox_command
+
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission", "grade",
+           "recognise", "students"]
+
+DEFAULT_TIMEOUT_S = 300
+DEFAULT_MEMORY_MB = 4000
+_CHECKS_STUB = '''"""In the grader's sandbox the checks are absent: they run outside."""
+
+
+def check(exercise_id, answer):
+    print(f"· exercise {exercise_id}: scored by the grader after the run")
+'''
+
+
+class GradingError(Exception):
+    """Bad input: the command stops before grading anything (exit status 2)."""
+
+
+@dataclass
+class Submission:
+    """One file to grade: its student, its path, and the course notebook it answers."""
+
+    student: str
+    path: Path
+    notebook: str | None  # None: not a readable notebook (graded 0 with the reason)
+    problem: str = ""
+    result: dict[str, Any] = field(default_factory=dict)
+
+
+def _titles() -> dict[str, str]:
+    """The first heading of each course notebook (a fallback for metadata a tool dropped)."""
+    import nbformat
+
+    from .checkpoints import PRETRAINED_DIR
+
+    out = {}
+    for path in sorted((PRETRAINED_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
+        out[first.splitlines()[0].strip() if first else path.stem] = path.stem
+    return out
+
+
+def recognise(path: Path) -> tuple[str | None, str]:
+    """``(course notebook, "")`` for a notebook of the course, ``(None, why)`` for a file that
+    is not a readable notebook.
+
+    The notebook is recognised from its content: the ``helper_lib.notebook`` entry of its
+    metadata (the course's notebooks and handouts carry it), else its first heading.
+
+    Raises:
+        GradingError: a readable notebook that is none of the course's.
+    """
+    import nbformat
+
+    try:
+        if path.stat().st_size > 50_000_000:
+            return None, "the file is larger than 50 MB"
+        nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
+    except (OSError, UnicodeDecodeError) as err:
+        return None, f"cannot read the file: {err}"[:300]
+    except Exception as err:  # nbformat raises several kinds for JSON that is no notebook
+        return None, f"not a notebook: {type(err).__name__}: {err}"[:300]
+    named = nb.metadata.get("helper_lib", {})
+    if isinstance(named, dict) and named.get("notebook") in NOTEBOOKS:
+        return named["notebook"], ""
+    cells = nb.get("cells", [])
+    first = next((c.source for c in cells if c.get("cell_type") == "markdown"), "")
+    title = first.splitlines()[0].strip() if first else ""
+    stem = _titles().get(title)
+    if stem in NOTEBOOKS:
+        return stem, ""
+    raise GradingError(f"{path}: not a notebook of this course (no helper_lib.notebook in its "
+                       f"metadata, and its title {title[:60]!r} is none of the course's)")
+
+
+def students(paths: Sequence[Path]) -> list[str]:
+    """The student of each file: the folder below the submissions' common folder
+    (``SUBMISSIONS/<student>/<notebook>.ipynb``), or, for files that sit in that common folder
+    itself, the file's name without ``.ipynb``."""
+    resolved = [p.resolve() for p in paths]
+    common = Path(os.path.commonpath([str(p.parent) for p in resolved]))
+    names = []
+    for p in resolved:
+        below = p.relative_to(common).parts
+        names.append(below[0] if len(below) > 1 else p.stem)
+    return names
+
+
+def _library_copy(root: Path, sandboxed: bool = True) -> Path:
+    """A copy of helper_lib for the sandbox, without its checks (a stub says where they are)
+    and compiled, with the mount point for the models (unsandboxed: a link to them)."""
+    import helper_lib
+
+    from .checkpoints import PRETRAINED_DIR
+
+    lib = root / "lib"
+    shutil.copytree(Path(helper_lib.__file__).parent, lib / "helper_lib",
+                    ignore=shutil.ignore_patterns("__pycache__", "checks.py"))
+    (lib / "helper_lib" / "checks.py").write_text(_CHECKS_STUB)
+    (lib / "pyproject.toml").write_text("# marks the copy as a checkout: the models are in data/\n")
+    if sandboxed:
+        (lib / "data" / "pretrained").mkdir(parents=True)
+    else:
+        (lib / "data").mkdir()
+        (lib / "data" / "pretrained").symlink_to(PRETRAINED_DIR)
+    compileall.compile_dir(lib / "helper_lib", quiet=1)
+    for p in [lib, *lib.rglob("*")]:
+        if not p.is_symlink():
+            p.chmod(0o755 if p.is_dir() else 0o644)
+    return lib
+
+
+def _matplotlib_cache() -> str:
+    import matplotlib
+    from matplotlib import font_manager  # noqa: F401 - builds the font list if it is missing
+
+    return matplotlib.get_cachedir()
+
+
+def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
+             sandboxed: bool = True) -> None:
+    from .checkpoints import PRETRAINED_DIR
+    from .data import resolve_data_root
+
+    scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
+    shutil.copyfile(sub.path, scratch / "submission.ipynb")
+    (scratch / ".mpl").mkdir()
+    for font_list in Path(_matplotlib_cache()).glob("fontlist-*.json"):  # saves seconds a run
+        shutil.copyfile(font_list, scratch / ".mpl" / font_list.name)
+    if os.geteuid() == 0 and sandboxed:
+        for p in (scratch, *scratch.rglob("*")):
+            os.chown(p, NOBODY, NOBODY)
+    work, lib_at = (WORK, LIB) if sandboxed else (str(scratch), str(lib))
+    datasets = "/grader/datasets" if sandboxed else str(resolve_data_root())
+    # the runner as a script: ``-m helper_lib.grading_run`` would import torch for nothing
+    argv = [sys.executable, f"{lib_at}/helper_lib/grading_run.py", f"{work}/submission.ipynb",
+            str(sub.notebook), str(timeout), f"{work}/result.json"]
+    env = {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "PYTHONPATH": lib_at,
+           "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{work}/.mpl",
+           "VAE_SMOKE": "0", "VAE_DATA_DIR": datasets, "VAE_CACHE_DIR": f"{work}/cache",
+           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
+           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+    cmd = (sandbox_command(argv, scratch, lib, resolve_data_root(), PRETRAINED_DIR)
+           if sandboxed else argv)
+    t0 = time.perf_counter()
+    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=limits(memory_mb))
+    try:
+        log, _ = proc.communicate(timeout=timeout + 30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, 9)
+        log, _ = proc.communicate()
+        sub.problem = f"ran past the time limit of {timeout:g} s and was killed"
+    sub.result = {"seconds": round(time.perf_counter() - t0, 1), "errors": []}
+    try:
+        with open(scratch / "result.json", "rb") as f:
+            info = json.loads(f.read(200_000))
+        sub.result["errors"] = [e for e in info.get("errors", []) if isinstance(e, dict)][:20]
+        if info.get("dead_kernel"):
+            sub.problem = sub.problem or "the kernel died (out of memory, or killed)"
+    except (OSError, ValueError, AttributeError):
+        if not sub.problem:
+            tail = log.decode("utf-8", "replace").strip().splitlines()[-3:] if log else []
+            sub.problem = "the run ended without a result" + (f": {' | '.join(tail)}"
+                                                             if tail else "")[:300]
+    sub.result["answers"] = _read_answers(scratch / "result.answers.json", sub.notebook)
+    if sub.result["answers"] is None and not sub.problem:
+        sub.problem = "no answers came out of the run"
+    shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _read_answers(path: Path, notebook: str | None) -> dict[str, Any] | None:
+    """The harvested answers, or ``None``: at most MAX_ANSWER_BYTES read, a dict with only
+    this notebook's exercise ids kept."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read(MAX_ANSWER_BYTES + 1)
+        if len(text) > MAX_ANSWER_BYTES:
+            return None
+        data = json.loads(text)
+    except (OSError, ValueError):
+        return None
+    if not isinstance(data, dict):
+        return None
+    wanted = {ex.id for ex in NOTEBOOKS.get(str(notebook), [])}
+    return {k: v for k, v in data.items() if k in wanted}
+
+
+def _score(sub: Submission) -> dict[str, Any]:
+    from .checks import score
+
+    exercises = NOTEBOOKS.get(str(sub.notebook), [])
+    answers = sub.result.get("answers") or {}
+    rows = {}
+    for ex in exercises:
+        if ex.id not in answers:
+            rows[ex.id] = {"points": 0, "status": "no answer",
+                           "message": sub.problem or f"{ex.variable} was not harvested"}
+            continue
+        try:
+            verdict = score(ex.id, answers[ex.id])
+            rows[ex.id] = {"points": verdict.points, "status": verdict.status,
+                           "message": verdict.message}
+        except Exception as err:  # a malformed answer must not stop the others
+            rows[ex.id] = {"points": 0, "status": "wrong",
+                           "message": f"could not score it: {type(err).__name__}: {err}"[:300]}
+    return rows
+
+
+def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import numpy as np
+
+    grid = np.array([[row.get(c, np.nan) if row.get(c, "") != "" else np.nan for c in columns]
+                     for row in rows], dtype=float)
+    height = 2.2 + 0.22 * len(rows)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.5 * len(columns) + 2), height),
+                                      gridspec_kw={"height_ratios": [1.6, max(1, len(rows) / 6)]},
+                                      layout="constrained")
+    share = np.nanmean(grid, axis=0) if len(rows) else np.zeros(len(columns))
+    top.bar(range(len(columns)), share, color="tab:blue")
+    top.set_xticks(range(len(columns)), columns)
+    top.set_ylim(0, 1)
+    top.set_ylabel("share correct")
+    top.set_title(f"{len(rows)} submissions: the share that got each exercise right")
+    bottom.imshow(np.nan_to_num(grid, nan=-1), cmap=matplotlib.colors.ListedColormap(
+        ["#bbbbbb", "#e06666", "#6aa84f"]), vmin=-1.5, vmax=1.5, aspect="auto")
+    bottom.set_xticks(range(len(columns)), columns)
+    bottom.set_yticks(range(len(rows)), [r["student"] for r in rows],
+                      fontsize=8 if len(rows) < 30 else 5)
+    bottom.set_title("green: right, red: wrong or missing, grey: not in that notebook")
+    fig.savefig(out, dpi=110)
+    plt.close(fig)
+
+
+def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
+          timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
+          jobs: int | None = None, unprotected: bool = False,
+          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+    """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
+
+    Returns the rows of ``grades.csv``.
+
+    Raises:
+        GradingError: bad input (nothing is graded): no submissions, ``out`` already holds
+            grades, a notebook the course does not have, two files of one student, or a missing
+            protection without ``unprotected``.
+    """
+    files: list[Path] = []
+    for p in map(Path, paths):
+        files += sorted(p.rglob("*.ipynb")) if p.is_dir() else [p]
+    if not files:
+        raise GradingError("no submissions to grade (an empty list, or folders without "
+                           ".ipynb files)")
+    out = Path(out)
+    if (out / "grades.csv").exists():
+        raise GradingError(f"{out} already holds grades (grades.csv): choose another --out or "
+                           "remove it first")
+    for f in files:
+        if not f.is_file():
+            raise GradingError(f"{f}: no such file")
+    names = students(files)
+    seen: dict[str, Path] = {}
+    for name, f in zip(names, files, strict=True):
+        if name in seen:
+            raise GradingError(f"two files from student {name!r}: {seen[name]} and {f}")
+        seen[name] = f
+    subs = []
+    for name, f in zip(names, files, strict=True):
+        notebook, problem = recognise(f)
+        subs.append(Submission(name, f, notebook, problem))
+    shields = protections(timeout, memory_mb)
+    missing = [p for p in shields if not p.active]
+    for p in shields:
+        log(str(p))
+    if missing and not unprotected:
+        raise GradingError("unprotected: " + "; ".join(f"{p.name} ({p.detail})" for p in missing)
+                           + ". Install bubblewrap (apt-get install bubblewrap) or pass "
+                             "--unprotected to run the submissions without these protections")
+    sandboxed = not any(p.name == "filesystem" for p in missing)
+    if missing:
+        log("WARNING: --unprotected: the submissions run without the protections marked ✗")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "reports").mkdir(exist_ok=True)
+    jobs = jobs or min(len(subs), os.cpu_count() or 1)
+    t0 = time.perf_counter()
+    with tempfile.TemporaryDirectory(prefix="vae-grade-") as tmp:
+        root = Path(tmp)
+        root.chmod(0o755)
+        lib = _library_copy(root, sandboxed)
+        runnable = [s for s in subs if s.notebook is not None]
+        done = 0
+
+        def work(sub: Submission) -> None:
+            nonlocal done
+            _run_one(sub, lib, root, timeout, memory_mb, sandboxed)
+            done += 1
+            log(f"[{done}/{len(runnable)}] {sub.student}: {sub.notebook}, "
+                f"{sub.result.get('seconds', 0):.0f} s" + (f" ({sub.problem})" if sub.problem
+                                                          else ""))
+
+        with ThreadPoolExecutor(max_workers=jobs) as pool:
+            list(pool.map(work, runnable))
+    columns = [ex for ex in EXERCISES if any(EXERCISES[ex].notebook == s.notebook for s in subs)]
+    rows = []
+    for sub in subs:
+        scored = _score(sub) if sub.notebook is not None else {}
+        row: dict[str, Any] = {"student": sub.student}
+        row.update({c: scored[c]["points"] if c in scored else "" for c in columns})
+        row["total"] = sum(v["points"] for v in scored.values())
+        rows.append(row)
+        report = {"student": sub.student, "file": str(sub.path), "notebook": sub.notebook,
+                  "problem": sub.problem or None, "total": row["total"],
+                  "of": len(NOTEBOOKS.get(str(sub.notebook), [])), "exercises": scored,
+                  "cell_errors": sub.result.get("errors", []),
+                  "seconds": sub.result.get("seconds"),
+                  "protections": [str(p) for p in shields]}
+        (out / "reports" / f"{sub.student}.json").write_text(json.dumps(report, indent=1,
+                                                                        ensure_ascii=False))
+    with open(out / "grades.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["student", *columns, "total"])
+        writer.writeheader()
+        writer.writerows(rows)
+    _figure(rows, columns, out / "scores.png")
+    log(f"graded {len(subs)} submission(s) in {time.perf_counter() - t0:.0f} s with {jobs} "
+        f"at a time: {out / 'grades.csv'}, {out / 'reports'}/, {out / 'scores.png'}")
+    return rows
