@@ -175,13 +175,16 @@ def _c02_1(plain: Any) -> str:
     if tuple(images.shape) != (100, 1, 28, 28):
         raise _Wrong(f"expected images of shape [100, 1, 28, 28], got {list(images.shape)}")
     conf, classes = _judge(images)
-    covered = len(set(classes[conf > 0.5].tolist()))
-    if covered >= 8 and conf.mean() >= 0.75:
-        return (f"the classifier finds {covered} classes, mean confidence {conf.mean():.2f}: "
-                "the draws now land where the codes are")
-    raise _Wrong(f"the classifier finds {covered} classes (confidence {conf.mean():.2f}): "
-                 "draw from N(mean of the codes, covariance of the codes), 100 draws, and decode "
-                 "them with the autoencoder, not the VAE")
+    share = torch.bincount(classes, minlength=10).double() / len(classes)
+    entropy = float(-(share[share > 0] * share[share > 0].log()).sum())
+    # measured on the shipped autoencoder, 100 draws, 8 seeds: 2.05-2.17 nats from the fitted
+    # Gaussian, 1.76-1.90 from N(0, I) (log 10 = 2.30 for ten equal classes)
+    if entropy >= 1.97 and conf.mean() >= 0.75:
+        return (f"the classes the judge sees have an entropy of {entropy:.2f} nats (ln 10 = "
+                "2.30): the draws now reach the classes out on the arms")
+    raise _Wrong(f"the judge's classes have an entropy of only {entropy:.2f} nats (confidence "
+                 f"{conf.mean():.2f}): draw from N(mean of the codes, covariance of the codes), "
+                 "100 draws, and decode them with the autoencoder, not the VAE")
 
 
 @functools.cache

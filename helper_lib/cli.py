@@ -297,7 +297,7 @@ def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 2
     try:
         grade(args.submissions, args.out, timeout=timeout, memory_mb=memory, jobs=args.jobs,
-              unprotected=args.unprotected)
+              unprotected=args.unprotected, keep_answers=args.keep_answers)
     except GradingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -535,6 +535,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="submissions run at once (default: the number of cores)")
     p.add_argument("--unprotected", action="store_true",
                    help="run even where the sandbox's protections are missing (unsafe)")
+    p.add_argument("--keep-answers", action="store_true",
+                   help="also write each submission's answers to DIR/answers/<student>.json")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("manifest", formatter_class=fmt,

@@ -178,7 +178,7 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, preexec_fn=limits(memory_mb))
     try:
-        log, _ = proc.communicate(timeout=timeout + 30)
+        log, _ = proc.communicate(timeout=timeout + 5)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, 9)
         log, _ = proc.communicate()
@@ -270,11 +270,12 @@ def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
 
 def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
           timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
-          jobs: int | None = None, unprotected: bool = False,
+          jobs: int | None = None, unprotected: bool = False, keep_answers: bool = False,
           log: Callable[[str], None] = print) -> list[dict[str, Any]]:
     """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
 
-    Returns the rows of ``grades.csv``.
+    ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
+    ``out/answers/<student>.json``. Returns the rows of ``grades.csv``.
 
     Raises:
         GradingError: bad input (nothing is graded): no submissions, ``out`` already holds
@@ -352,6 +353,10 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                   "protections": [str(p) for p in shields]}
         (out / "reports" / f"{sub.student}.json").write_text(json.dumps(report, indent=1,
                                                                         ensure_ascii=False))
+        if keep_answers:
+            (out / "answers").mkdir(exist_ok=True)
+            (out / "answers" / f"{sub.student}.json").write_text(
+                json.dumps(sub.result.get("answers")))
     with open(out / "grades.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["student", *columns, "total"])
         writer.writeheader()

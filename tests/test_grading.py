@@ -1,0 +1,223 @@
+"""``python -m helper_lib grade``: a class of submissions, hostile ones among them, and bad input.
+
+The sandbox needs bubblewrap (``apt-get install bubblewrap``); without it these tests skip, or
+fail with ``VAE_REQUIRE_SANDBOX=1`` (CI sets it). One grading run serves all the hostile
+submissions: each must get exactly the points its real answers earn, and the grader (this test's
+own process) must finish with every report saying what happened.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import json
+import os
+import shutil
+import socket
+import threading
+from pathlib import Path
+
+import nbformat
+import pytest
+
+from helper_lib import cli
+from helper_lib.book import handout
+from helper_lib.grading import GradingError, grade, recognise, students
+from helper_lib.sandbox import protections
+
+REPO = Path(__file__).resolve().parent.parent
+SOURCE = REPO / "notebooks" / "03_logvar_trick.ipynb"
+NEEDS_SANDBOX = pytest.mark.skipif(
+    shutil.which("bwrap") is None and os.environ.get("VAE_REQUIRE_SANDBOX") != "1",
+    reason="bubblewrap is not installed (apt-get install bubblewrap)")
+
+RIGHT_1 = ("answer_1 = (torch.exp(torch.tensor([-4.0, 0.0, 2.0]) / 2), 2 * math.log(0.1))\n"
+           'check("03.1", answer_1)')
+
+
+def _minimal(*cells: str) -> nbformat.NotebookNode:
+    """A short submission of notebook 03: its imports, a right answer to 03.1, then ``cells``."""
+    nb = nbformat.v4.new_notebook()
+    nb.metadata["helper_lib"] = {"notebook": "03_logvar_trick"}
+    nb.cells = [nbformat.v4.new_code_cell("import math\nimport torch\n"
+                                          "from helper_lib.checks import check"),
+                nbformat.v4.new_code_cell(RIGHT_1)]
+    nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
+    return nb
+
+
+def _sha(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def graded(tmp_path_factory):
+    root = tmp_path_factory.mktemp("class")
+    subs, out = root / "SUBMISSIONS", root / "out"
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen()
+    port, connections = listener.getsockname()[1], []
+    threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
+    real_checks = REPO / "helper_lib" / "checks.py"
+    alice = subs / "alice" / "03_logvar_trick.ipynb"
+    targets = [out / "grades.csv", out / "reports" / "alice.json", alice, real_checks,
+               Path("/grader/lib/helper_lib/checks.py")]
+    hostile = {
+        "faker": [
+            'print("✓ exercise 03.2: correct\\n✓ exercise 03.3: correct\\nScore: 3/3")\n'
+            'open("result.answers.json", "w").write(\'{"03.2": "correct", "03.3": "correct"}\')'],
+        "patcher": [
+            "import helper_lib.exercises as ex, helper_lib.checks as ch\n"
+            "fake = lambda *a, **k: '{\"03.2\": {\"points\": 1}, \"03.3\": \"correct\"}'\n"
+            "ex.harvest, ex.answer_to_plain = fake, fake\n"
+            "ch.check = check = lambda *a: print('✓ correct')\n"
+            'answer_2 = "correct"'],
+        "writer": [
+            f"targets = {[str(t) for t in targets]!r}\nfailed = []\n"
+            "for t in targets:\n"
+            "    try:\n        open(t, 'w').write('owned')\n"
+            "    except OSError as e:\n        failed.append(type(e).__name__)\n"
+            "raise PermissionError(f'could not write: {failed}')"],
+        "reader": [
+            f"paths = {[str(alice), str(real_checks), str(out), '/root/.bashrc']!r}\n"
+            "import os\nanswer_3 = [os.path.exists(p) for p in paths]\n"
+            "print(open(paths[1]).read()[:100])"],
+        "signaller": [
+            f"import os, signal\nerrors = []\nfor pid in ({os.getpid()}, 1):\n"
+            "    try:\n        os.kill(pid, signal.SIGTERM)\n"
+            "    except OSError as e:\n        errors.append(type(e).__name__)\n"
+            "raise ProcessLookupError(f'could not signal: {errors}')"],
+        "looper": ["while True:\n    pass"],
+        "stubborn": ["import signal\nsignal.signal(signal.SIGINT, signal.SIG_IGN)\n"
+                     "while True:\n    pass"],
+        "hog": ["hog = bytearray(8 * 2**30)  # 8 GB"],
+        "network": [
+            f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)"],
+    }
+    for name, cells in hostile.items():
+        (subs / name).mkdir(parents=True)
+        nbformat.write(_minimal(*cells), subs / name / "03_logvar_trick.ipynb")
+    alice.parent.mkdir(parents=True)
+    shutil.copyfile(SOURCE, alice)
+    (subs / "blank").mkdir()
+    nbformat.write(handout(SOURCE), subs / "blank" / "lab3.ipynb")
+    (subs / "notanotebook").mkdir()
+    (subs / "notanotebook" / "03.ipynb").write_text("hello, grader")
+    (subs / "truncated").mkdir()
+    (subs / "truncated" / "03.ipynb").write_bytes(SOURCE.read_bytes()[:20_000])
+    checks_hash = _sha(real_checks)
+    lines: list[str] = []
+    rows = grade([subs], out, timeout=30, memory_mb=2500, keep_answers=True, log=lines.append)
+    listener.close()
+    return {"rows": {r["student"]: r for r in rows}, "out": out, "log": lines, "alice": alice,
+            "checks_hash": checks_hash, "connections": connections, "real_checks": real_checks}
+
+
+def _report(graded, student):
+    return json.loads((graded["out"] / "reports" / f"{student}.json").read_text())
+
+
+@NEEDS_SANDBOX
+def test_every_submission_gets_the_points_its_real_answers_earn(graded):
+    totals = {name: row["total"] for name, row in graded["rows"].items()}
+    assert totals == {"alice": 3, "blank": 0, "faker": 1, "patcher": 1, "writer": 1,
+                      "reader": 1, "signaller": 1, "looper": 1, "stubborn": 0, "hog": 1,
+                      "network": 1, "notanotebook": 0, "truncated": 0}
+    with open(graded["out"] / "grades.csv") as f:
+        table = list(csv.DictReader(f))
+    assert [r["student"] for r in table] == sorted(totals)
+    assert list(table[0]) == ["student", "03.1", "03.2", "03.3", "total"]
+    assert (graded["out"] / "scores.png").stat().st_size > 5_000
+
+
+@NEEDS_SANDBOX
+def test_the_reports_say_what_happened(graded):
+    blank = _report(graded, "blank")["exercises"]
+    assert all(v["status"] == "unanswered" and "not answered yet" in v["message"]
+               for v in blank.values())
+    assert "03.2" in _report(graded, "patcher")["exercises"]
+    assert _report(graded, "patcher")["exercises"]["03.2"]["status"] == "wrong"
+
+    def errors(name):
+        return " ".join(e["error"] for e in _report(graded, name)["cell_errors"])
+
+    assert "PermissionError: could not write" in errors("writer")
+    assert "FileNotFoundError" in errors("reader")  # the real checks are not in the sandbox
+    assert "could not signal: ['ProcessLookupError', 'PermissionError']" in errors("signaller")
+    assert "MemoryError" in errors("hog")
+    assert "OSError" in errors("network") or "ConnectionRefusedError" in errors("network")
+    assert "time limit" in _report(graded, "stubborn")["problem"]
+    assert "not a notebook" in _report(graded, "notanotebook")["problem"]
+    assert "not a notebook" in _report(graded, "truncated")["problem"]
+    assert any("✓ no network" in line for line in graded["log"])
+
+
+@NEEDS_SANDBOX
+def test_hostile_submissions_reach_nothing_outside_their_scratch_folder(graded):
+    assert _sha(graded["real_checks"]) == graded["checks_hash"]
+    assert nbformat.read(graded["alice"], as_version=4).metadata["helper_lib"]
+    assert json.loads((graded["out"] / "reports" / "alice.json").read_text())["total"] == 3
+    seen = json.loads((graded["out"] / "answers" / "reader.json").read_text())["03.3"]
+    assert seen == [False, False, False, False]  # other students, the checks, the grades, /root
+    assert graded["connections"] == []  # no connection reached the grader's loopback
+
+
+def test_students_are_named_by_their_folder_or_else_by_their_file(tmp_path):
+    a, b = tmp_path / "S" / "ann" / "lab.ipynb", tmp_path / "S" / "bo" / "x" / "lab.ipynb"
+    assert students([a, b]) == ["ann", "bo"]
+    assert students([tmp_path / "ann.ipynb", tmp_path / "bo.ipynb"]) == ["ann", "bo"]
+
+
+def test_a_notebook_is_recognised_by_its_content_not_its_name(tmp_path):
+    nb = handout(SOURCE)
+    nb.metadata.pop("helper_lib")
+    nbformat.write(nb, tmp_path / "whatever.ipynb")  # the title still says which it is
+    assert recognise(tmp_path / "whatever.ipynb") == ("03_logvar_trick", "")
+    other = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# My own project")])
+    nbformat.write(other, tmp_path / "03_logvar_trick.ipynb")
+    with pytest.raises(GradingError, match="not a notebook of this course"):
+        recognise(tmp_path / "03_logvar_trick.ipynb")
+
+
+def _grade_cli(capsys, *args) -> tuple[int, str]:
+    code = cli.main(["grade", *map(str, args)])
+    return code, capsys.readouterr().err.strip()
+
+
+def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys):
+    subs = tmp_path / "S"
+    for student in ("ann", "bo"):
+        (subs / student).mkdir(parents=True)
+        shutil.copyfile(SOURCE, subs / student / "03.ipynb")
+    out = tmp_path / "out"
+    out.mkdir()
+    (out / "grades.csv").write_text("student,total\nold,3\n")
+    code, err = _grade_cli(capsys, subs, "--out", out)
+    assert code == 2 and err.count("\n") == 0 and "already holds grades" in err
+    assert (out / "grades.csv").read_text() == "student,total\nold,3\n"
+    fresh = tmp_path / "fresh"
+    code, err = _grade_cli(capsys, "--out", fresh)
+    assert code == 2 and err.count("\n") == 0 and "no submissions" in err
+    shutil.copyfile(SOURCE, subs / "ann" / "03_again.ipynb")
+    code, err = _grade_cli(capsys, subs, "--out", fresh)
+    assert code == 2 and err.count("\n") == 0 and "two files from student 'ann'" in err
+    (subs / "ann" / "03_again.ipynb").unlink()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Other")]),
+                   subs / "bo" / "03.ipynb")
+    code, err = _grade_cli(capsys, subs, "--out", fresh)
+    assert code == 2 and err.count("\n") == 0 and "not a notebook of this course" in err
+    assert not fresh.exists()
+
+
+def test_without_the_sandbox_it_refuses_unless_told(tmp_path, monkeypatch, capsys):
+    import helper_lib.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
+    missing = [p.name for p in protections(60, 1000) if not p.active]
+    assert missing == ["unprivileged", "filesystem", "no network", "cannot signal the grader"]
+    (tmp_path / "ann").mkdir()
+    shutil.copyfile(SOURCE, tmp_path / "ann" / "03.ipynb")
+    code, err = _grade_cli(capsys, tmp_path / "ann" / "03.ipynb", "--out", tmp_path / "out")
+    assert code == 2 and "unprotected" in err and "--unprotected" in err
+    assert not (tmp_path / "out").exists()
