@@ -31,6 +31,10 @@ The course's machinery:
   pretrained files from the clone, the cache or the repository.
 * :mod:`helper_lib.doctor`, :mod:`helper_lib.speed`: ``python -m helper_lib doctor``.
 * :mod:`helper_lib.book`: the offline site, slides and handouts.
+* :mod:`helper_lib.exercises`, :mod:`helper_lib.checks`: the exercises' checkable answers and
+  ``check("NN.k", answer)``.
+* :mod:`helper_lib.grading`, :mod:`helper_lib.grading_run`, :mod:`helper_lib.sandbox`:
+  ``python -m helper_lib grade``, a class's notebooks run in a bubblewrap sandbox.
 * :mod:`helper_lib.cli` (``python -m helper_lib``, :mod:`helper_lib.__main__`): the command line.
 """
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import functools
 import math
+import textwrap
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -44,9 +45,15 @@ class Verdict:
         """1 for a correct answer, else 0."""
         return int(self.status == "correct")
 
+    def _ipython_display_(self) -> None:
+        """Shown once: check() has printed it, so a notebook cell that ends with check(...)
+        adds no second copy of it as the cell's result."""
+
     def __str__(self) -> str:
+        """One line, wrapped at 80 characters (a slide's width)."""
         mark = {"correct": "✓", "wrong": "✗"}.get(self.status, "·")
-        return f"{mark} exercise {self.exercise}: {self.status}. {self.message}".rstrip()
+        return textwrap.fill(f"{mark} exercise {self.exercise}: {self.status}. {self.message}",
+                             width=80, subsequent_indent="  ", break_on_hyphens=False)
 
 
 class _Wrong(Exception):

@@ -1,5 +1,5 @@
 """Command line: ``python -m helper_lib {train,evaluate,sample,figures,compare,film,book,doctor,
-manifest} ...``.
+grade,manifest} ...``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     python -m helper_lib train --model conv-vae --epochs 50 --out runs/vae
     python -m helper_lib evaluate runs/vae/model.pt --k 100
     python -m helper_lib sample runs/vae/model.pt --n 100 --out runs/vae/samples.png
+    python -m helper_lib grade SUBMISSIONS --out grades   # a class's notebooks (docs/grading.md)
 """
 
 from __future__ import annotations

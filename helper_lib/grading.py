@@ -118,12 +118,10 @@ def students(paths: Sequence[Path]) -> list[str]:
     return names
 
 
-def _library_copy(root: Path, sandboxed: bool = True) -> Path:
+def _library_copy(root: Path, pretrained: Path, sandboxed: bool = True) -> Path:
     """A copy of helper_lib for the sandbox, without its checks (a stub says where they are)
     and compiled, with the mount point for the models (unsandboxed: a link to them)."""
     import helper_lib
-
-    from .checkpoints import PRETRAINED_DIR
 
     lib = root / "lib"
     shutil.copytree(Path(helper_lib.__file__).parent, lib / "helper_lib",
@@ -134,7 +132,7 @@ def _library_copy(root: Path, sandboxed: bool = True) -> Path:
         (lib / "data" / "pretrained").mkdir(parents=True)
     else:
         (lib / "data").mkdir()
-        (lib / "data" / "pretrained").symlink_to(PRETRAINED_DIR)
+        (lib / "data" / "pretrained").symlink_to(pretrained)
     compileall.compile_dir(lib / "helper_lib", quiet=1)
     for p in [lib, *lib.rglob("*")]:
         if not p.is_symlink():
@@ -149,9 +147,23 @@ def _matplotlib_cache() -> str:
     return matplotlib.get_cachedir()
 
 
-def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
-             sandboxed: bool = True) -> None:
+def _inputs(notebooks: set[str | None]) -> Path:
+    """Fetch (where missing) what the submissions read, since the sandbox has no network: the
+    datasets, and the shipped models; returns the models' folder."""
     from .checkpoints import PRETRAINED_DIR
+    from .data import get_dataloaders
+    from .pretrained import manifest, pretrained_file
+
+    get_dataloaders("mnist", batch_size=256)
+    if "09_latent_arithmetic" in notebooks:
+        get_dataloaders("fashion-mnist", batch_size=256)
+    if PRETRAINED_DIR.is_dir():
+        return PRETRAINED_DIR
+    return [pretrained_file(name) for name in manifest()][0].parent  # a pip install: the cache
+
+
+def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
+             pretrained: Path, sandboxed: bool = True) -> None:
     from .data import resolve_data_root
 
     scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
@@ -172,7 +184,7 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
            "VAE_SMOKE": "0", "VAE_DATA_DIR": datasets, "VAE_CACHE_DIR": f"{work}/cache",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    cmd = (sandbox_command(argv, scratch, lib, resolve_data_root(), PRETRAINED_DIR)
+    cmd = (sandbox_command(argv, scratch, lib, resolve_data_root(), pretrained)
            if sandboxed else argv)
     t0 = time.perf_counter()
     proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -323,13 +335,14 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     with tempfile.TemporaryDirectory(prefix="vae-grade-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
-        lib = _library_copy(root, sandboxed)
+        pretrained = _inputs({s.notebook for s in subs})
+        lib = _library_copy(root, pretrained, sandboxed)
         runnable = [s for s in subs if s.notebook is not None]
         done = 0
 
         def work(sub: Submission) -> None:
             nonlocal done
-            _run_one(sub, lib, root, timeout, memory_mb, sandboxed)
+            _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed)
             done += 1
             log(f"[{done}/{len(runnable)}] {sub.student}: {sub.notebook}, "
                 f"{sub.result.get('seconds', 0):.0f} s" + (f" ({sub.problem})" if sub.problem
@@ -338,7 +351,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(work, runnable))
     columns = [ex for ex in EXERCISES if any(EXERCISES[ex].notebook == s.notebook for s in subs)]
-    rows = []
+    t_score, rows = time.perf_counter(), []
     for sub in subs:
         scored = _score(sub) if sub.notebook is not None else {}
         row: dict[str, Any] = {"student": sub.student}
@@ -363,5 +376,6 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         writer.writerows(rows)
     _figure(rows, columns, out / "scores.png")
     log(f"graded {len(subs)} submission(s) in {time.perf_counter() - t0:.0f} s with {jobs} "
-        f"at a time: {out / 'grades.csv'}, {out / 'reports'}/, {out / 'scores.png'}")
+        f"at a time (scoring: {time.perf_counter() - t_score:.1f} s): {out / 'grades.csv'}, "
+        f"{out / 'reports'}/, {out / 'scores.png'}")
     return rows

@@ -9,6 +9,7 @@ test_grading.py grades the source notebooks afresh). The smoke-mode runs of the 
 
 from __future__ import annotations
 
+import builtins
 import gzip
 import json
 import math
@@ -169,3 +170,59 @@ def test_harvest_gives_capped_plain_json_and_never_a_pickle():
     assert to_plain(float("nan")) == "nan"
     with pytest.raises(AnswerTooLarge):
         to_plain([[[[[[[[[[1]]]]]]]]]])
+
+
+def _names(source: str) -> tuple[set[str], set[str]]:
+    """(names a cell binds, names it reads) - enough to see what a handout would miss."""
+    import ast
+
+    tree = ast.parse(source)
+    bound, read = set(), set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Name):
+            (bound if isinstance(node.ctx, ast.Store) else read).add(node.id)
+        elif isinstance(node, ast.FunctionDef | ast.ClassDef):
+            bound.add(node.name)
+        elif isinstance(node, ast.Import | ast.ImportFrom):
+            bound.update((a.asname or a.name).split(".")[0] for a in node.names)
+        elif isinstance(node, ast.arg):
+            bound.add(node.arg)
+    return bound, read
+
+
+@pytest.mark.parametrize("stem", sorted(NOTEBOOKS))
+def test_the_handout_stubs_every_answer_and_needs_nothing_from_a_solution(stem):
+    from helper_lib.book import handout
+
+    source = Path(__file__).resolve().parent.parent / "notebooks" / f"{stem}.ipynb"
+    nb = handout(source)
+    assert nb.metadata["helper_lib"] == {"notebook": stem}
+    assert not [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
+    answers = [c.source for c in nb.cells if "answer" in c.metadata.get("tags", [])]
+    assert answers == [ex.stub for ex in NOTEBOOKS[stem]]
+    defined: set[str] = set(dir(builtins)) | {"get_ipython", "display"}
+    for cell in nb.cells:
+        if cell.cell_type != "code" or cell.source.lstrip().startswith(("%", "!")):
+            continue
+        bound, read = _names(cell.source)
+        missing = read - defined - bound
+        assert not missing, f"{stem}: the handout reads {missing} that only a solution defines"
+        defined |= bound
+
+
+@pytest.mark.parametrize("stem", ["01_vae_overview", "04_vae_loss"])
+def test_a_handout_runs_top_to_bottom_and_says_not_answered_yet(stem, tmp_path, monkeypatch):
+    from nbclient import NotebookClient
+
+    from helper_lib.book import handout
+
+    monkeypatch.setenv("VAE_SMOKE", "1")
+    monkeypatch.setenv("VAE_CHECK_STRICT", "1")
+    nb = handout(Path(__file__).resolve().parent.parent / "notebooks" / f"{stem}.ipynb")
+    NotebookClient(nb, timeout=300, kernel_name="python3",
+                   resources={"metadata": {"path": str(tmp_path)}}).execute()
+    said = ["".join(o.get("text", "") for o in c.outputs) for c in nb.cells
+            if "answer" in c.metadata.get("tags", [])]
+    assert len(said) == len(NOTEBOOKS[stem])
+    for text, ex in zip(said, NOTEBOOKS[stem], strict=True):
+        assert f"exercise {ex.id}: unanswered. not answered yet" in text, text
