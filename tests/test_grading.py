@@ -99,9 +99,16 @@ def graded(tmp_path_factory):
         (subs / name).mkdir(parents=True)
         nbformat.write(_minimal(*cells), subs / name / "03_logvar_trick.ipynb")
     alice.parent.mkdir(parents=True)
-    shutil.copyfile(SOURCE, alice)
-    (subs / "blank").mkdir()
-    nbformat.write(handout(SOURCE), subs / "blank" / "lab3.ipynb")
+    right = nbformat.read(SOURCE, as_version=4)  # its parameters, imports, solutions, answers
+    code = [c for c in right.cells if c.cell_type == "code"]
+    right.cells = code[1:3] + [c for c in code if {"answer", "solution"} & set(
+        c.metadata.get("tags", []))]
+    nbformat.write(right, alice)
+    (subs / "blank").mkdir()  # the handout's answer cells: stubs
+    blank = handout(SOURCE)
+    blank.cells = [_minimal().cells[0]] + [c for c in blank.cells
+                                           if "answer" in c.metadata.get("tags", [])]
+    nbformat.write(blank, subs / "blank" / "lab3.ipynb")
     (subs / "notanotebook").mkdir()
     (subs / "notanotebook" / "03.ipynb").write_text("hello, grader")
     (subs / "truncated").mkdir()
@@ -221,3 +228,28 @@ def test_without_the_sandbox_it_refuses_unless_told(tmp_path, monkeypatch, capsy
     code, err = _grade_cli(capsys, tmp_path / "ann" / "03.ipynb", "--out", tmp_path / "out")
     assert code == 2 and "unprotected" in err and "--unprotected" in err
     assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.slow
+@NEEDS_SANDBOX
+def test_the_source_notebooks_score_full_marks_through_the_sandbox(tmp_path):
+    """Every source notebook's solutions, run in full mode in the sandbox, earn every point;
+    their answers are the ones tests/data/solution_answers.json.gz holds (within the checks'
+    tolerances). About 2 minutes on 2 cores."""
+    import gzip
+
+    from helper_lib.checks import score
+    from helper_lib.exercises import NOTEBOOKS
+
+    for stem in NOTEBOOKS:
+        (tmp_path / "S" / stem).mkdir(parents=True)
+        shutil.copyfile(REPO / "notebooks" / f"{stem}.ipynb", tmp_path / "S" / stem / "nb.ipynb")
+    rows = grade([tmp_path / "S"], tmp_path / "out", keep_answers=True, log=lambda line: None)
+    assert {r["student"]: r["total"] for r in rows} == {s: len(e) for s, e in NOTEBOOKS.items()}
+    stored = json.loads(gzip.decompress((REPO / "tests" / "data" /
+                                         "solution_answers.json.gz").read_bytes()))
+    for stem in NOTEBOOKS:
+        fresh = json.loads((tmp_path / "out" / "answers" / f"{stem}.json").read_text())
+        for exercise_id, answer in fresh.items():
+            assert score(exercise_id, answer).points == score(exercise_id,
+                                                              stored[exercise_id]).points == 1
