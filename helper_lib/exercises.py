@@ -44,8 +44,7 @@ class Exercise:
         notebook: the source notebook's stem (``"03_logvar_trick"``).
         variable: the answer's name in the notebook (``"answer_1"``).
         expects: what the answer is, in words (the handout's stub says it).
-        calls: for a function answer, the number of argument sets it is called with
-            (:func:`function_inputs` builds them); 0 for a value.
+        function: the answer is a function, called on :func:`function_inputs`.
         full_mode_only: the reference comes from the shipped models, so in smoke mode the
             check says so instead of judging.
     """
@@ -54,7 +53,7 @@ class Exercise:
     notebook: str
     variable: str
     expects: str
-    calls: int = 0
+    function: bool = False
     full_mode_only: bool = False
 
     @property
@@ -64,9 +63,10 @@ class Exercise:
                 f'check("{self.id}", {self.variable})')
 
 
-def _ex(id_: str, notebook: str, expects: str, calls: int = 0, full: bool = False) -> Exercise:
+def _ex(id_: str, notebook: str, expects: str, function: bool = False,
+        full: bool = False) -> Exercise:
     number = id_.split(".")[1]
-    return Exercise(id_, notebook, f"answer_{number}", expects, calls, full)
+    return Exercise(id_, notebook, f"answer_{number}", expects, function, full)
 
 
 _N01, _N02, _N03 = "01_vae_overview", "02_sampling_from_a_vae", "03_logvar_trick"
@@ -76,7 +76,7 @@ _N07, _N08, _N09 = "07_measuring_the_claims", "08_inside_the_latent_space", "09_
 #: Every exercise's checkable part, by id.
 EXERCISES: dict[str, Exercise] = {e.id: e for e in [
     _ex("01.1", _N01, "(autoencoder parameters, VAE parameters) at latent_dim = 10, two ints"),
-    _ex("01.2", _N01, "a function (size, stride, padding, kernel) -> output size", calls=8),
+    _ex("01.2", _N01, "a function (size, stride, padding, kernel) -> output size", function=True),
     _ex("01.3", _N01, "three booleans: (autoencoder gives the same z twice, VAE gives the "
                       "same z twice, VAE gives the same mu twice)"),
     _ex("02.1", _N02, "100 images [100, 1, 28, 28], the autoencoder's decodes of 100 draws "
@@ -85,18 +85,18 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
                       "3, the mean squared pixel distance to the nearest of the first 2,000 "
                       "test images", full=True),
     _ex("02.3", _N02, "a function (mu [N, D], logvar [N, D]) -> [D], the second moment "
-                      "E[z_j^2] of the codes per dimension", calls=3),
+                      "E[z_j^2] of the codes per dimension", function=True),
     _ex("03.1", _N03, "([sigma for log sigma^2 = -4, 0, 2], the log sigma^2 that gives "
                       "sigma = 0.1)"),
     _ex("03.2", _N03, "a function (mu, logvar, eps) -> autograd's gradient of "
                       "z = mu + exp(logvar / 2) * eps, summed, with respect to logvar",
-        calls=3),
+        function=True),
     _ex("03.3", _N03, "the gradient on mu with sample(), as a list of two numbers"),
     _ex("04.1", _N04, "(target with the largest BCE of a perfect prediction, that BCE, the BCE "
                       "at target 0, the BCE at target 1)"),
     _ex("04.2", _N04, "the KL in nats, a number"),
     _ex("04.3", _N04, "a function latent_dim -> the beta that the colleague's loss hides",
-        calls=4),
+        function=True),
     _ex("05.1", _N05, "12 numbers: the mean absolute pixel change between neighbouring "
                       "images on the walk z_1 = -6, ..., 6", full=True),
     _ex("05.2", _N05, "the digits (a sorted list of ints) whose decoded class mean the "
@@ -108,7 +108,7 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
     _ex("07.1", _N07, "the active dimensions of the beta = 3 model, a sorted list of ints",
         full=True),
     _ex("07.2", _N07, "a function features [N, F] -> (Frechet distance between two random "
-                      "halves, between the first and the second half)", calls=2),
+                      "halves, between the first and the second half)", function=True),
     _ex("07.3", _N07, "(trace of the fitted covariance, does the fitted Gaussian give a lower "
                       "Frechet distance: a boolean)", full=True),
     _ex("08.1", _N08, "the first snapshot step at which the means spread more than 0.5 "
@@ -116,7 +116,8 @@ EXERCISES: dict[str, Exercise] = {e.id: e for e in [
     _ex("09.1", _N09, "the share of prior draws in low-q(z) regions at D = 16, a number in "
                       "[0, 1]", full=True),
     _ex("09.2", _N09, "a function vector [16] -> the mean ink of vae16.decode(codes_test + m * "
-                      "vector) for each m in SLANT_MULTIPLES (five numbers)", calls=1, full=True),
+                      "vector) for each m in SLANT_MULTIPLES (five numbers)",
+        function=True, full=True),
 ]}
 
 #: The exercises of each notebook, in order.
@@ -230,7 +231,7 @@ def answer_to_plain(exercise_id: str, value: Any) -> Any:
     """The plain form of one exercise's answer (a function answer: its results on
     :func:`function_inputs`)."""
     ex = exercise(exercise_id)
-    if value is not Ellipsis and ex.calls:
+    if value is not Ellipsis and ex.function:
         if not callable(value):
             return {"not_a_function": type(value).__name__[:_MAX_STRING]}
         return _plain_calls(exercise_id, value)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import compileall
 import csv
+import functools
 import json
 import os
 import shutil
@@ -58,14 +59,18 @@ class Submission:
     result: dict[str, Any] = field(default_factory=dict)
 
 
+@functools.cache
 def _titles() -> dict[str, str]:
-    """The first heading of each course notebook (a fallback for metadata a tool dropped)."""
+    """The first heading of each course notebook (a fallback for metadata a tool dropped; read
+    once per run, and only in a clone, where the notebooks are)."""
     import nbformat
 
-    from .checkpoints import PRETRAINED_DIR
+    from .project import CLONE_ROOT
 
-    out = {}
-    for path in sorted((PRETRAINED_DIR.parent.parent / "notebooks").glob("[0-9][0-9]_*.ipynb")):
+    out: dict[str, str] = {}
+    if CLONE_ROOT is None:
+        return out
+    for path in sorted((CLONE_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
         nb = nbformat.read(path, as_version=4)
         first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
         out[first.splitlines()[0].strip() if first else path.stem] = path.stem

@@ -49,13 +49,12 @@ def main(argv: list[str]) -> int:
 
     client = NotebookClient(nb, timeout_func=timeout, allow_errors=True, interrupt_on_timeout=True,
                             kernel_name="python3", resources={"metadata": {"path": "."}})
-    result: dict[str, object] = {"errors": [], "dead_kernel": False}
+    errors: list[dict[str, object]] = []
+    result: dict[str, object] = {"errors": errors, "dead_kernel": False}
     try:
         client.execute()
     except DeadKernelError as err:
         result["dead_kernel"] = str(err)[:300]
-    errors = result["errors"]
-    assert isinstance(errors, list)
     for index, cell in enumerate(nb.cells):
         for output in cell.get("outputs", []):
             if output.get("output_type") == "error" and len(errors) < 20:
