@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .evaluate import _inference
+from .evaluate import inference
 
 __all__ = ["ink", "slant", "brightness", "width", "attribute_vector", "ArithmeticResult",
            "latent_arithmetic"]
@@ -136,7 +136,7 @@ def latent_arithmetic(model: nn.Module, codes: Tensor, vector: Tensor, multiples
     """
     n = len(codes)
     rows, means, ses, agree = [], [], [], []
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         for m in multiples:
             z = codes.float() + float(m) * vector.float()
             images = torch.cat([model.decode(part.to(device)).float().cpu()
@@ -145,7 +145,7 @@ def latent_arithmetic(model: nn.Module, codes: Tensor, vector: Tensor, multiples
             means.append(values.mean())
             ses.append(values.std() / n ** 0.5 if n > 1 else torch.tensor(float("nan")))
             if classifier is not None and labels is not None:
-                with _inference(classifier, None) as cdev:
+                with inference(classifier, None) as cdev:
                     pred = torch.cat([classifier(part.to(cdev)).argmax(1).cpu()
                                       for part in images.split(batch)])
                 agree.append((pred == labels.cpu()).float().mean())

@@ -36,6 +36,7 @@ import nbformat
 
 from .project import binder_url, colab_url, launch_links
 from .prose_numbers import Unbacked, format_unbacked, unbacked_numbers
+from .utils import smoke_mode
 
 __all__ = ["REPO", "BookError", "SiteReport", "asset_folders", "notebook_title",
            "execute_notebook", "build_site"]
@@ -247,7 +248,7 @@ def build_site(
     from nbconvert import HTMLExporter, SlidesExporter
 
     out = Path(out)
-    smoke = os.environ.get("VAE_SMOKE", "0") == "1" if smoke is None else smoke
+    smoke = smoke_mode() if smoke is None else smoke
     paths = ([Path(p) for p in notebooks] if notebooks is not None
              else sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")))
     if not paths:

@@ -30,8 +30,8 @@ from torch import nn
 
 from .downloads import sha256_file
 from .history import History
-from .models import MODELS
 from .pretrained import MANIFEST_PATH, manifest, pretrained_file
+from .registry import MODEL_TYPES, PRETRAINED_NAMES, model_class, model_type
 
 __all__ = [
     "CheckpointError",
@@ -44,8 +44,6 @@ __all__ = [
     "write_sha256",
     "library_versions",
     "PRETRAINED_DIR",
-    "PRETRAINED_NAMES",
-    "SWEEP_NAMES",
     "pretrained_path",
     "load_pretrained",
     "load_pretrained_history",
@@ -56,17 +54,6 @@ FORMAT = "helper_lib-checkpoint/1"
 #: The clone's folder of shipped checkpoints (committed to git; see data/pretrained/README.md).
 #: Outside a clone it does not exist: :func:`pretrained_path` finds (or downloads) the files.
 PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
-#: The sweep of notebook 07 ("measuring the claims"), all trained with ``--recipe fast``.
-SWEEP_NAMES = (
-    *(f"sweep_vae_d{d}" for d in (4, 8, 16, 32)),  # D = 2 is conv_vae_mnist_fast
-    *(f"sweep_ae_d{d}" for d in (2, 8, 32)),
-    "sweep_vae_bce_d2", "sweep_vae_bce_d16",
-    *(f"sweep_vae_d16_beta{b}" for b in ("0p1", "0p3", "3", "10", "784")),
-)
-#: The checkpoints shipped in PRETRAINED_DIR.
-PRETRAINED_NAMES = ("conv_vae_mnist", "conv_ae_mnist", "conv_vae_mnist_fast", "classifier_mnist",
-                    "binarized_vae_d32", *SWEEP_NAMES,
-                    "fashion_vae_d16", "classifier_fashion")  # notebook 09
 
 
 class CheckpointError(RuntimeError):
@@ -87,9 +74,8 @@ def library_versions() -> dict[str, str]:
 
 
 def _model_kwargs(model: nn.Module) -> dict[str, Any]:
-    if hasattr(model, "latent_dim"):
-        return {"latent_dim": int(model.latent_dim)}
-    return {"feature_dim": int(model.feature_dim)}  # MnistClassifier
+    size = model_type(model).size  # "latent_dim", or a classifier's "feature_dim"
+    return {size: int(getattr(model, size))}
 
 
 def save_checkpoint(
@@ -104,7 +90,7 @@ def save_checkpoint(
 
     Args:
         path: destination file; parent folders are created.
-        model: a model from :data:`helper_lib.models.MODELS`.
+        model: one of the course's models (:data:`helper_lib.registry.MODEL_TYPES`).
         optimizer: if given, its state is stored too (for resuming training).
         extra: further top-level entries (training history, RNG state); plain values/tensors.
         **metadata: anything JSON-like: epoch, metrics, the command that made the file, ...
@@ -114,8 +100,9 @@ def save_checkpoint(
         The path written.
     """
     name = type(model).__name__
-    if name not in MODELS:
-        raise CheckpointError(f"cannot checkpoint {name}: not one of {sorted(MODELS)}")
+    if model_class(name) is None:
+        names = sorted(t.cls.__name__ for t in MODEL_TYPES.values())
+        raise CheckpointError(f"cannot checkpoint {name}: not one of {names}")
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     state = {k: v.detach().to("cpu", torch.float32).contiguous() if v.is_floating_point()
@@ -218,7 +205,7 @@ def load_checkpoint(
             f"{path} is not a helper_lib checkpoint (expected format {FORMAT!r}); "
             "save models with helper_lib.checkpoints.save_checkpoint"
         )
-    if payload.get("model_class") not in MODELS:
+    if model_class(str(payload.get("model_class"))) is None:
         raise CheckpointError(f"{path}: unknown model class {payload.get('model_class')!r}")
     return payload
 
@@ -247,7 +234,7 @@ def load_model(
 def _model_from(payload: dict[str, Any], path: str | os.PathLike,
                 device: str | torch.device) -> nn.Module:
     """The model a validated checkpoint ``payload`` (from :func:`load_checkpoint`) holds."""
-    model = MODELS[payload["model_class"]](**payload["model_kwargs"])
+    model = model_class(payload["model_class"])(**payload["model_kwargs"])
     try:
         model.load_state_dict(payload["state_dict"])
     except (RuntimeError, KeyError, TypeError) as err:

@@ -49,6 +49,7 @@ __all__ = [
     "data_mirrors",
     "BINARIZED_TEST_SEED",
     "DynamicallyBinarized",
+    "shuffle_generator",
     "DatasetNotFoundError",
     "DatasetCorruptError",
     "resolve_data_root",
@@ -294,6 +295,21 @@ def _make_loader(
     return DataLoader(
         ds, batch_size=batch_size, shuffle=shuffle, generator=generator, num_workers=num_workers
     )
+
+
+def shuffle_generator(loader: DataLoader) -> torch.Generator | None:
+    """The generator that orders ``loader``'s batches, or ``None`` (unshuffled, or shuffled
+    from torch's global RNG). Training saves and restores its state, so a resumed run sees the
+    batches an uninterrupted one would.
+
+    Works for the loaders of :func:`get_dataloaders` (a batch sampler around a random sampler)
+    and for a plain ``DataLoader(..., shuffle=True, generator=g)``.
+    """
+    if getattr(loader, "generator", None) is not None:
+        return loader.generator
+    sampler = getattr(loader, "sampler", None)
+    inner = getattr(sampler, "sampler", sampler)  # get_dataloaders': BatchSampler(RandomSampler)
+    return getattr(inner, "generator", None)
 
 
 def _subset(ds: Dataset, indices: torch.Tensor) -> Dataset:

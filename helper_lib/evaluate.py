@@ -18,7 +18,7 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .losses import kl_divergence, reconstruction_loss
-from .models import ConvVAE, MnistClassifier, check_outputs
+from .registry import check_outputs, model_type
 from .utils import resolve_precision
 
 __all__ = [
@@ -28,6 +28,7 @@ __all__ = [
     "standard_error",
     "evaluate_autoencoder",
     "evaluate_classifier",
+    "evaluate_model",
     "reference_eval",
     "REFERENCE_EVAL",
     "importance_weighted_log_likelihood",
@@ -36,6 +37,8 @@ __all__ = [
     "collect_latents",
     "reconstruct",
     "model_device",
+    "inference",
+    "log_likelihood_of_x",
 ]
 
 
@@ -45,7 +48,7 @@ def model_device(model: nn.Module) -> torch.device:
 
 
 @contextlib.contextmanager
-def _inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
+def inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
     """``eval()`` + ``no_grad()`` + a private, seeded RNG; restores the model's mode after."""
     was_training = model.training
     device = model_device(model)
@@ -90,7 +93,7 @@ def vae_losses_per_image(
     The reconstruction term is summed over pixels and the KL over latent dims, as in training;
     ``z`` is sampled with a fixed ``seed``. Means and standard errors follow from these.
     """
-    with _inference(model, seed) as device:
+    with inference(model, seed) as device:
         prec = resolve_precision(precision, device)
         rec_all, kl_all = [], []
         for x in _batches(loader, device, max_items):
@@ -145,7 +148,7 @@ def evaluate_autoencoder(
     model: nn.Module, loader: DataLoader, precision: str = "fp32", max_items: int | None = None
 ) -> dict[str, float]:
     """Mean squared error per pixel on a split: ``{"mse": ...}``."""
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         prec = resolve_precision(precision, device)
         total, count = 0.0, 0
         for x in _batches(loader, device, max_items):
@@ -163,7 +166,7 @@ def evaluate_classifier(
 
     The loader yields ``(images [B, 1, 28, 28], labels [B])``.
     """
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         prec = resolve_precision(precision, device)
         loss, correct, count = 0.0, 0, 0
         for x, y in loader:
@@ -185,23 +188,31 @@ def evaluate_classifier(
 REFERENCE_EVAL = {"images": 2000, "seed": 0, "precision": "fp32"}
 
 
+def evaluate_model(model: nn.Module, loader: DataLoader, kind: str = "mse",
+                   reconstruction_weight: float = 1.0, beta: float = 1.0, seed: int | None = 0,
+                   precision: str = "fp32", max_items: int | None = None) -> dict[str, float]:
+    """The mean loss of any of the course's models on a split, by its type
+    (:func:`helper_lib.registry.model_type`): :func:`evaluate_vae` (``kind``,
+    ``reconstruction_weight``, ``beta`` and ``seed`` are its own), :func:`evaluate_autoencoder`
+    or :func:`evaluate_classifier`."""
+    name = model_type(model).name
+    if name == "vae":
+        return evaluate_vae(model, loader, kind, reconstruction_weight, beta, seed, precision,
+                            max_items)
+    if name == "classifier":
+        return evaluate_classifier(model, loader, precision, max_items)
+    return evaluate_autoencoder(model, loader, precision, max_items)
+
+
 def reference_eval(model: nn.Module, loader: DataLoader, kind: str = "mse") -> dict[str, float]:
-    """The loss of ``model`` on the fixed reference subset of ``loader`` (:data:`REFERENCE_EVAL`).
-
-    ``evaluate_vae`` for a ``ConvVAE``, ``evaluate_classifier`` for a ``MnistClassifier``,
-    ``evaluate_autoencoder`` for anything else.
-    """
-    n, seed = REFERENCE_EVAL["images"], REFERENCE_EVAL["seed"]
-    if isinstance(model, ConvVAE):
-        return evaluate_vae(model, loader, kind=kind, seed=seed, max_items=n,
-                            precision=REFERENCE_EVAL["precision"])
-    if isinstance(model, MnistClassifier):
-        return evaluate_classifier(model, loader, max_items=n,
-                                   precision=REFERENCE_EVAL["precision"])
-    return evaluate_autoencoder(model, loader, max_items=n, precision=REFERENCE_EVAL["precision"])
+    """The loss of ``model`` on the fixed reference subset of ``loader`` (:data:`REFERENCE_EVAL`),
+    with :func:`evaluate_model`."""
+    return evaluate_model(model, loader, kind=kind, seed=REFERENCE_EVAL["seed"],
+                          max_items=REFERENCE_EVAL["images"],
+                          precision=REFERENCE_EVAL["precision"])
 
 
-def _log_likelihood_of_x(x_hat: Tensor, x: Tensor, kind: str,
+def log_likelihood_of_x(x_hat: Tensor, x: Tensor, kind: str,
                          reconstruction_weight: float = 1.0) -> Tensor:
     """log p(x | z) per sample, ``[N]``, for the decoder's output ``x_hat`` ``[N, ...]``."""
     if kind == "bce":
@@ -260,7 +271,7 @@ def importance_weighted_log_likelihood(
         raise ValueError(f"reconstruction_weight must be > 0, got {reconstruction_weight}")
     n_images = len(loader.dataset) if max_items is None else min(max_items, len(loader.dataset))
     bar = tqdm(total=n_images, disable=not progress, unit="image", desc=f"IWLL k={k}")
-    with _inference(model, seed) as device, bar:
+    with inference(model, seed) as device, bar:
         values = []
         for x in _batches(loader, device, max_items):
             encoded = model.encode(x)
@@ -279,7 +290,7 @@ def importance_weighted_log_likelihood(
                 log_prior = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
                 x_hat = model.decode(z.reshape(-1, z.shape[-1]))  # [kk * B, 1, 28, 28]
                 x_rep = x.unsqueeze(0).expand(kk, *x.shape).reshape(x_hat.shape)
-                log_px = _log_likelihood_of_x(x_hat, x_rep, kind, reconstruction_weight)
+                log_px = log_likelihood_of_x(x_hat, x_rep, kind, reconstruction_weight)
                 log_px = log_px.reshape(kk, len(x))
                 log_w.append(log_px + log_prior - log_q)
             ll = torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k)  # [B]
@@ -317,7 +328,7 @@ def collect_latents(
 
     Codes are ``model.embed(x)``: ``mu`` for a VAE, ``z`` for a plain autoencoder.
     """
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         codes, labels = [], []
         seen = 0
         for x, y in loader:
@@ -335,5 +346,5 @@ def reconstruct(model: nn.Module, x: Tensor) -> Tensor:
 
     For a VAE this decodes the posterior mean (no sampling noise).
     """
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         return model.decode(model.embed(x.to(device))).float().cpu()

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from .evaluate import _inference
+from .evaluate import inference
 
 try:
     import ipywidgets as widgets
@@ -82,7 +82,7 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
 
     def decoded(self) -> Tensor:
         """The decoder's image for the current code, ``[28, 28]`` in [0, 1]."""
-        with _inference(self.model, None) as device:
+        with inference(self.model, None) as device:
             return self.model.decode(self.z().to(device)).float().cpu()[0, 0]
 
     def _update(self, change: Any = None) -> None:
@@ -149,7 +149,7 @@ def _static_picture(model: nn.Module, codes: Tensor | None, labels: Tensor | Non
         axes[0, 0].plot([0], [0], "k*", ms=14, mec="white")
         axes[0, 0].set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$",
                        ylabel="$z_2$", aspect="equal")
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         image = model.decode(torch.zeros(1, int(model.latent_dim), device=device))
     axes[0, -1].imshow(image.float().cpu()[0, 0].numpy(), cmap="binary", vmin=0, vmax=1)
     axes[0, -1].set_title("decoded z = 0", fontsize=11)

@@ -17,6 +17,7 @@ from torch import Tensor
 from torchvision.utils import make_grid
 
 from .attributes import ArithmeticResult
+from .plotting import finish_figure
 from .posterior import GridPosterior, grid_moments
 
 __all__ = ["plot_true_posteriors", "plot_aggregate_posterior", "plot_arithmetic"]
@@ -71,8 +72,7 @@ def plot_true_posteriors(images: Tensor, grids: Sequence[GridPosterior],
     fig.legend(handles, ["true posterior p(z | x), from the grid",
                          "encoder's q(z | x)  (both: 1-, 2-, 3-sigma levels)"],
                loc="outside lower center", ncols=2, fontsize=9)
-    plt.close(fig)
-    return fig
+    return finish_figure(fig)
 
 
 def plot_aggregate_posterior(axis: Tensor, log_q_grid: Tensor, prior_z: Tensor, low: Tensor,
@@ -113,8 +113,7 @@ def plot_aggregate_posterior(axis: Tensor, log_q_grid: Tensor, prior_z: Tensor, 
     ax.set_title("aggregate posterior q(z) (blue), prior's 1-2-3 sigma circles (dotted),\n"
                  "the low-q(z) boundary (dashed orange)", fontsize=10)
     ax.legend(loc="lower left", fontsize=8, markerscale=2, framealpha=0.9)
-    plt.close(fig)
-    return fig
+    return finish_figure(fig)
 
 
 def plot_arithmetic(result: ArithmeticResult, attribute: str, title: str = "") -> Figure:
@@ -143,5 +142,4 @@ def plot_arithmetic(result: ArithmeticResult, attribute: str, title: str = "") -
         right.set_ylabel("classifier keeps the class (%)", color="tab:green")
         right.set_ylim(0, 102)
     ax_val.set_title(title or f"{attribute}: the measured response", fontsize=10)
-    plt.close(fig)
-    return fig
+    return finish_figure(fig)

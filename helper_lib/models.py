@@ -16,8 +16,6 @@ the same thing.
 
 from __future__ import annotations
 
-from typing import Any
-
 import torch
 from torch import Tensor, nn
 
@@ -27,7 +25,7 @@ from .utils import check_whole_number
 
 __all__ = [
     "ConvAutoencoder", "ConvVAE", "MnistClassifier", "ConvStack", "ConvTranspose2d", "Trim",
-    "count_parameters", "layer_shapes", "MODELS", "check_outputs",
+    "count_parameters", "layer_shapes",
 ]
 
 _FLAT = 64 * 7 * 7  # 3136 features after the encoder's conv stack
@@ -190,43 +188,6 @@ class MnistClassifier(nn.Module):
     def forward(self, x: Tensor) -> Tensor:
         """``x [B, 1, 28, 28] -> logits [B, 10]``."""
         return self.head(self.body(x))
-
-
-MODELS: dict[str, type[nn.Module]] = {"ConvVAE": ConvVAE, "ConvAutoencoder": ConvAutoencoder,
-                                      "MnistClassifier": MnistClassifier}
-
-_KINDS = {  # kind: (outputs of forward, their names, the lecture's model, in words)
-    "vae": (4, "(z, mu, logvar, x_hat)", "ConvVAE", "a VAE"),
-    "autoencoder": (2, "(z, x_hat)", "ConvAutoencoder", "an autoencoder"),
-    "classifier": (1, "logits [B, 10]", "MnistClassifier", "a classifier"),
-}
-
-
-def check_outputs(out: Any, model: nn.Module, kind: str) -> tuple[Tensor, ...]:
-    """Return ``out``, what ``model`` returned, if it is what a ``kind`` model returns.
-
-    ``kind="vae"``: ``(z, mu, logvar, x_hat)``; ``kind="autoencoder"``: ``(z, x_hat)``.
-    Anything else raises a ``TypeError`` that names the functions to use instead, so
-    ``train_vae(ConvAutoencoder(), ...)`` fails on its first batch with a clear message rather
-    than an unpacking error.
-    """
-    n, names, cls, words = _KINDS[kind]
-    if kind == "classifier":
-        if isinstance(out, Tensor) and out.ndim == 2 and out.shape[1] == 10:
-            return (out,)
-        raise TypeError(f"{type(model).__name__}.forward returned "
-                        f"{'a tuple' if isinstance(out, tuple) else type(out).__name__}, but "
-                        f"this function needs {words} returning {names}, like {cls}.")
-    if isinstance(out, tuple) and len(out) == n:
-        return out
-    got = f"a {len(out)}-tuple" if isinstance(out, tuple) else f"a {type(out).__name__}"
-    msg = (f"{type(model).__name__}.forward returned {got}, but this function needs {words} "
-           f"whose forward returns {names}, like {cls}.")
-    for other, (m, other_names, _, other_words) in _KINDS.items():
-        if other not in (kind, "classifier") and isinstance(out, tuple) and len(out) == m:
-            msg += (f" {other_names} is what {other_words} returns: use train_{other} and "
-                    f"evaluate_{other} for it.")
-    raise TypeError(msg)
 
 
 def count_parameters(model: nn.Module) -> int:

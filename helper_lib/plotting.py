@@ -26,12 +26,13 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
-from .evaluate import _inference, collect_latents, reconstruct
-from .grids import quantile_grid
+from .evaluate import collect_latents, inference, reconstruct
 from .history import History
 from .losses import kl_divergence
+from .posterior import quantile_grid
 
 __all__ = [
+    "finish_figure",
     "plot_training_loss",
     "plot_recipes",
     "plot_images",
@@ -56,7 +57,9 @@ _YLABELS = {"total": "per image", "reconstruction": "per image (sum over pixels)
             "kl": "nats per image", "mse": "mean over pixels"}
 
 
-def _finish(fig: Figure, path: PathLike) -> Figure:
+def finish_figure(fig: Figure, path: PathLike = None) -> Figure:
+    """Save ``fig`` to ``path`` (if given) and close it, so that a notebook shows it once, as
+    the cell's value. Every figure function of the course ends with it."""
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)  # shown once, as a cell's value, not again by the inline backend
@@ -123,7 +126,7 @@ def plot_training_loss(
         top.set_xlabel("epoch")
         rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
         ax.legend(fontsize=8, loc="lower right" if rising else "upper right")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_recipes(
@@ -168,7 +171,7 @@ def plot_recipes(
     right.set_ylabel("Adam's learning rate")
     right.set_title("learning rate", pad=8)
     right.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_images(
@@ -190,7 +193,7 @@ def plot_images(
     ax.set_axis_off()
     if title:
         ax.set_title(title)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_reconstructions(
@@ -205,7 +208,7 @@ def plot_reconstructions(
     x_hat = reconstruct(model, x)
     fig = plot_images(torch.cat([x.cpu(), x_hat]), nrow=len(x))
     fig.axes[0].set_title("top: original    bottom: reconstruction")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_latent_space(
@@ -273,7 +276,7 @@ def plot_latent_space(
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or f"latent space ({type(model).__name__})")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_decoded_points(
@@ -284,7 +287,7 @@ def plot_decoded_points(
     z = torch.as_tensor(z, dtype=torch.float32)
     if z.dim() == 1:
         z = z.unsqueeze(0)
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         images = model.decode(z.to(device)).float().cpu()
     return plot_images(images, nrow=min(nrow, len(images)), title=title, ax=ax, path=path)
 
@@ -326,7 +329,7 @@ def plot_latent_manifold(
     share = (quantiles[1] - quantiles[0]) ** 2
     ax.set_title(f"decoder over N(0, 1) quantiles {quantiles[0]:.2f}..{quantiles[1]:.2f} per "
                  f"axis ({100 * share:.0f} % of the prior's mass)")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_interpolation(
@@ -340,12 +343,12 @@ def plot_interpolation(
     decoded panels are the reconstructions of the two endpoints. For a 2-D latent space,
     ``latents=(codes, labels)`` adds a map with the path drawn on it.
     """
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         pair = torch.stack([x_a.reshape(1, 28, 28), x_b.reshape(1, 28, 28)]).to(device)
         za, zb = model.embed(pair)
     t = torch.linspace(0, 1, steps, device=za.device).unsqueeze(1)
     z = ((1 - t) * za + t * zb).cpu()
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         decoded = model.decode(z.to(device)).float().cpu()
     row = torch.cat([pair[:1].cpu(), decoded, pair[1:].cpu()])  # [steps + 2, 1, 28, 28]
     with_map = latents is not None and z.shape[1] == 2
@@ -363,7 +366,7 @@ def plot_interpolation(
     strip_ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
     strip_ax.set_axis_off()
     strip_ax.set_title("original, then the decoded path, then the other original", fontsize=10)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_bce_vs_mse(
@@ -390,7 +393,7 @@ def plot_bce_vs_mse(
     ax_m.set(title="squared error", xlabel="prediction $\\hat{x}$", ylabel="loss")
     ax_b.legend(fontsize=8)
     ax_m.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_kl_surface(
@@ -413,7 +416,7 @@ def plot_kl_surface(
     fig.colorbar(cs, ax=ax, label="KL divergence (nats)", ticks=range(9))
     ax.set(xlabel="$\\mu$", ylabel="$\\log \\sigma^2$", title="KL to N(0, 1), one dimension")
     ax.legend(loc="lower right", fontsize=8)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_sample_histogram(
@@ -429,7 +432,7 @@ def plot_sample_histogram(
     ax.plot(xs, pdf, "k", lw=1.5, label=f"N({mu:g}, {sigma:g}$^2$) density")
     ax.set(xlabel="z", ylabel="density", title=title or "samples vs. target density")
     ax.legend(fontsize=8)
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) -> Figure:
@@ -453,7 +456,7 @@ def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) ->
     ax.set_ylabel("share of the ink pixels")
     ax.set_title(f"the {len(ink):,} ink pixels of {len(images):,} images", pad=8)
     ax.legend(fontsize=8, loc="upper center")
-    return _finish(fig, path)
+    return finish_figure(fig, path)
 
 
 def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None,
@@ -473,4 +476,4 @@ def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None,
         ax.set_xlabel(f"$z_{j + 1}$")
         ax.legend(fontsize=7, loc="upper left")
     axes[0, 0].set_ylabel("density")
-    return _finish(fig, path)
+    return finish_figure(fig, path)

@@ -3,7 +3,8 @@
 For a latent space of two dimensions the posterior can be computed directly: on a fine grid of
 ``z``, ``log p(z | x) = log p(x | z) + log p(z) - log p(x)``, where ``log p(x)`` is the
 log-sum-exp over the grid times the cell area. The gap between the ELBO and ``log p(x)`` is
-``KL(q(z | x) || p(z | x))``, which the grid gives as well.
+``KL(q(z | x) || p(z | x))``, which the grid gives as well. :func:`quantile_grid` is the fixed
+grid of codes that the manifold plot and the training film decode.
 """
 
 from __future__ import annotations
@@ -14,11 +15,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .evaluate import _inference, _log_likelihood_of_x
+from .evaluate import inference, log_likelihood_of_x
 
 __all__ = ["GridPosterior", "Moments", "GapSplit", "true_posterior_grid",
            "zoomed_posterior_grid", "grid_moments", "gap_split", "aggregate_log_density",
-           "grid_kl_to_prior"]
+           "grid_kl_to_prior", "quantile_grid"]
 
 
 class GridPosterior(NamedTuple):
@@ -65,14 +66,14 @@ def true_posterior_grid(model: nn.Module, x: Tensor, kind: str = "mse",
     axis2 = torch.linspace(lo2, hi2, n, dtype=torch.float64)
     z2, z1 = torch.meshgrid(axis2, axis1, indexing="ij")
     z = torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)  # [n*n, 2]
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         x = x.reshape(1, *x.shape[-3:]) if x.dim() >= 3 else x.reshape(1, 1, *x.shape)
         x = x.to(device)
         mu, logvar = model.encode(x)
         log_px_given_z = []
         for part in z.split(chunk):
             x_hat = model.decode(part.to(device, torch.float32)).float()
-            log_px_given_z.append(_log_likelihood_of_x(
+            log_px_given_z.append(log_likelihood_of_x(
                 x_hat, x.expand_as(x_hat), kind, reconstruction_weight).double().cpu())
     log_joint = torch.cat(log_px_given_z) + torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(1)
     cell = (axis1[1] - axis1[0]).item() * (axis2[1] - axis2[0]).item()
@@ -239,3 +240,12 @@ def grid_kl_to_prior(axis: Tensor, log_q: Tensor) -> tuple[float, float]:
     w = torch.exp(log_cell) / mass
     kl = float((w * (log_q.double() - math.log(mass) - log_p)).sum())
     return kl, mass
+
+
+def quantile_grid(n: int = 15, quantiles: tuple[float, float] = (0.05, 0.95)) -> Tensor:
+    """``[n * n, 2]`` codes at evenly spaced N(0, 1) quantiles along each axis, row by row from
+    the top (largest ``z_2``) and left to right (growing ``z_1``): the layout of an image grid,
+    in which each image covers an equal share of the prior's mass."""
+    axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(*quantiles, n))
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)

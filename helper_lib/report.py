@@ -18,15 +18,14 @@ from torch.utils.data import DataLoader, TensorDataset
 
 from .evaluate import (
     active_units,
-    evaluate_autoencoder,
-    evaluate_classifier,
+    evaluate_model,
     importance_weighted_log_likelihood,
     mean_vae_losses,
     reconstruct,
     standard_error,
     vae_losses_per_image,
 )
-from .models import ConvVAE, MnistClassifier
+from .registry import model_type
 
 __all__ = ["evaluation_report", "reconstruction_at_mean"]
 
@@ -83,48 +82,58 @@ def evaluation_report(
     Returns keys ``test`` (means), and for a VAE ``test_se``, ``iw_log_likelihood``,
     ``active_units``; ``reconstruction_at_mean`` and ``samples`` for generative models.
     """
-    report: dict[str, Any] = {}
-    if isinstance(model, MnistClassifier):
-        report["test"] = evaluate_classifier(model, test_loader, max_items=max_images)
-        return report
-    if isinstance(model, ConvVAE):
-        per = vae_losses_per_image(model, test_loader, kind=kind, max_items=max_images)
-        report["test"] = mean_vae_losses(per)  # the same pass as the standard errors
-        report["test_se"] = {"reconstruction": standard_error(per["reconstruction"]),
-                             "kl": standard_error(per["kl"]),
-                             "total": standard_error(per["reconstruction"] + per["kl"]),
-                             "images": len(per["kl"])}
-        if k > 0:
-            t0 = time.perf_counter()
-            iw_loader, iw_max = test_loader, iw_images or max_images
-            if iw_random and iw_max is not None:
-                order = torch.randperm(len(test_loader.dataset),
-                                       generator=torch.Generator().manual_seed(0))[:iw_max]
-                images = torch.stack([test_loader.dataset[int(i)][0] for i in order])
-                iw_loader = DataLoader(TensorDataset(images, torch.zeros(len(images))),
-                                       batch_size=test_loader.batch_size or 256)
-            values = importance_weighted_log_likelihood(
-                model, iw_loader, k=k, kind=kind, max_items=iw_max, progress=progress,
-                per_image=True, reconstruction_weight=reconstruction_weight)
-            report["iw_log_likelihood"] = {
-                "nats_per_image": values.mean().item(),
-                "se": standard_error(values),
-                "k": k,
-                "likelihood": (f"Gaussian N(x_hat, {1 / (2 * reconstruction_weight):g} I), a "
-                               "density" if kind == "mse" else "Bernoulli per pixel"),
-                "images": len(values),
-                "subset": "random (seed 0)" if iw_random and iw_max is not None else "first",
-                "seconds": round(time.perf_counter() - t0, 1),
-            }
-        au = active_units(model, test_loader, max_items=max_images)
-        report["active_units"] = {"count": au.count, "of": model.latent_dim,
-                                  "variances": [round(v, 4) for v in au.variances.tolist()]}
+    name = model_type(model).name
+    if name == "vae":
+        report = _vae_report(model, test_loader, kind, k, iw_images, iw_random, max_images,
+                             reconstruction_weight, progress)
     else:
-        report["test"] = evaluate_autoencoder(model, test_loader, max_items=max_images)
+        report = {"test": evaluate_model(model, test_loader, max_items=max_images)}
+        if name == "classifier":
+            return report
     report["reconstruction_at_mean"] = reconstruction_at_mean(model, test_loader, max_images)
     if classifier is not None:
         from .sample_quality import prior_sample_report
 
         report["samples"] = prior_sample_report(model, classifier, test_loader, train_loader,
                                                 n=samples, reference_images=max_images)
+    return report
+
+
+def _vae_report(model: nn.Module, test_loader: DataLoader, kind: str, k: int,
+                iw_images: int | None, iw_random: bool, max_images: int | None,
+                reconstruction_weight: float, progress: bool) -> dict[str, Any]:
+    """A VAE's part of :func:`evaluation_report`: the loss terms with their standard errors,
+    the importance-weighted log-likelihood and the active units."""
+    report: dict[str, Any] = {}
+    per = vae_losses_per_image(model, test_loader, kind=kind, max_items=max_images)
+    report["test"] = mean_vae_losses(per)  # the same pass as the standard errors
+    report["test_se"] = {"reconstruction": standard_error(per["reconstruction"]),
+                         "kl": standard_error(per["kl"]),
+                         "total": standard_error(per["reconstruction"] + per["kl"]),
+                         "images": len(per["kl"])}
+    if k > 0:
+        t0 = time.perf_counter()
+        iw_loader, iw_max = test_loader, iw_images or max_images
+        if iw_random and iw_max is not None:
+            order = torch.randperm(len(test_loader.dataset),
+                                   generator=torch.Generator().manual_seed(0))[:iw_max]
+            images = torch.stack([test_loader.dataset[int(i)][0] for i in order])
+            iw_loader = DataLoader(TensorDataset(images, torch.zeros(len(images))),
+                                   batch_size=test_loader.batch_size or 256)
+        values = importance_weighted_log_likelihood(
+            model, iw_loader, k=k, kind=kind, max_items=iw_max, progress=progress,
+            per_image=True, reconstruction_weight=reconstruction_weight)
+        report["iw_log_likelihood"] = {
+            "nats_per_image": values.mean().item(),
+            "se": standard_error(values),
+            "k": k,
+            "likelihood": (f"Gaussian N(x_hat, {1 / (2 * reconstruction_weight):g} I), a "
+                           "density" if kind == "mse" else "Bernoulli per pixel"),
+            "images": len(values),
+            "subset": "random (seed 0)" if iw_random and iw_max is not None else "first",
+            "seconds": round(time.perf_counter() - t0, 1),
+        }
+    au = active_units(model, test_loader, max_items=max_images)
+    report["active_units"] = {"count": au.count, "of": model.latent_dim,
+                              "variances": [round(v, 4) for v in au.variances.tolist()]}
     return report

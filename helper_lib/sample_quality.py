@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from .evaluate import _inference, collect_latents
+from .evaluate import collect_latents, inference
 
 __all__ = [
     "gaussian_stats",
@@ -70,7 +70,7 @@ def classifier_features(classifier: nn.Module, images: Tensor, batch: int = 1000
                         ) -> tuple[Tensor, Tensor]:
     """``images [N, 1, 28, 28] -> (features [N, F], probabilities [N, 10])``, in eval mode."""
     feats, probs = [], []
-    with _inference(classifier, None) as device:
+    with inference(classifier, None) as device:
         for chunk in images.split(batch):
             f = classifier.features(chunk.to(device))
             feats.append(f.float().cpu())
@@ -129,7 +129,7 @@ def decode_prior_samples(model: nn.Module, n: int, seed: int = 0,
             float(torch.diagonal(cov).mean()), 1e-12)
         z = (mean + z.double() @ torch.linalg.cholesky(cov + jitter).T).float()
     out = []
-    with _inference(model, None) as device:
+    with inference(model, None) as device:
         for chunk in z.split(batch):
             out.append(model.decode(chunk.to(device)).float().cpu())
     return torch.cat(out)

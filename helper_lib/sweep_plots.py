@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import matplotlib.pyplot as plt
 import numpy as np
 import torch
 from matplotlib.figure import Figure
@@ -16,7 +17,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from .evaluate import collect_latents, reconstruct
-from .plotting import _finish, plt
+from .plotting import finish_figure
 from .sample_quality import decode_prior_samples
 
 __all__ = ["plot_against_latent_size", "plot_sample_quality", "plot_rate_distortion",
@@ -69,7 +70,7 @@ def plot_against_latent_size(vae: dict[int, Report], ae: dict[int, Report]) -> F
         ax.set_xticks(dv, [str(d) for d in dv])
     for ax in axes:
         ax.set_xlabel("latent size D")
-    return _finish(fig, None)
+    return finish_figure(fig)
 
 
 def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
@@ -93,7 +94,7 @@ def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
     axes[0].set_yscale("log")
     axes[2].axhline(np.log(10), color="grey", ls=":", label="log 10: every digit equally")
     axes[2].legend(fontsize=8)
-    return _finish(fig, None)
+    return finish_figure(fig)
 
 
 def _distortion(report: Report) -> float:
@@ -145,7 +146,7 @@ def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
     ax.set_ylabel("distortion: squared error\nper image, z drawn from q")
     ax.set_title("the β trade-off (VAE, D = 16)")
     ax.legend(loc="upper right", fontsize=9)
-    return _finish(fig, None)
+    return finish_figure(fig)
 
 
 def _grid(images: Tensor, nrow: int) -> np.ndarray:
@@ -177,7 +178,7 @@ def plot_model_rows(models: dict[str, nn.Module], images: Tensor, n_samples: int
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0, 1].axis("off")
-    return _finish(fig, None)
+    return finish_figure(fig)
 
 
 def plot_latent_pca(models: dict[str, nn.Module], loader: Any, max_items: int = 2000,
@@ -213,4 +214,4 @@ def plot_latent_pca(models: dict[str, nn.Module], loader: Any, max_items: int = 
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     fig.colorbar(scatter, ax=axes[0, -1], ticks=range(10), label="digit")
-    return _finish(fig, None)
+    return finish_figure(fig)

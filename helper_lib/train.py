@@ -15,8 +15,7 @@ import math
 import os
 import sys
 import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -27,10 +26,12 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from .checkpoints import load_checkpoint, remove_partial_writes, save_checkpoint
+from .data import shuffle_generator
 from .evaluate import evaluate_autoencoder, evaluate_classifier, evaluate_vae
+from .film import Snapshots
 from .history import History
 from .losses import vae_loss
-from .models import check_outputs
+from .registry import check_outputs, model_type
 from .utils import (
     Precision,
     SettingsError,
@@ -42,7 +43,7 @@ from .utils import (
 )
 
 __all__ = ["History", "Snapshots", "train_step", "train_vae", "train_autoencoder",
-           "train_classifier", "SCHEDULES", "RECIPES", "check_training_args"]
+           "train_classifier", "train_model", "SCHEDULES", "RECIPES", "check_training_args"]
 
 #: ``loss_fn(model_output, x, y)`` -> loss components (the first is minimized); ``y`` are the
 #: labels (``None`` for a loader without them).
@@ -51,40 +52,19 @@ LossFn = Callable[[Any, Tensor, Tensor | None], tuple[Tensor, ...]]
 
 def train_step(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: LossFn,
                optimizer: torch.optim.Optimizer, precision: Precision) -> Tensor:
-    """One step of gradient descent on one batch; returns the loss components, detached.
-
-    ``x [B, 1, 28, 28]`` (and labels ``y [B]`` or ``None``) on the model's device. This is the
-    whole of training; every ``train_*`` function runs it once per batch::
-
-        with precision.autocast(x.device):   # bf16 where the hardware computes it natively
-            out = model(x)                    # the forward pass, e.g. (z, mu, logvar, x_hat)
-        terms = loss_fn(out, x, y)            # (total, reconstruction, kl), in fp32
-        optimizer.zero_grad(set_to_none=True)
-        terms[0].backward()                   # gradients of the total loss
-        optimizer.step()                      # Adam updates the weights
-
-    Raises:
-        FloatingPointError: the loss is not finite. Raised before ``backward``, so the model
-            keeps the weights of the step before.
-    """
-    with precision.autocast(x.device):
-        out = model(x)
-    terms = loss_fn(out, x, y)  # fp32, outside autocast
+    """One step of gradient descent on the batch ``x [B, 1, 28, 28]`` (labels ``y [B]`` or
+    None); returns the loss terms ``[K]``, detached. Every train_* function runs it on each
+    batch. A loss that is not finite raises FloatingPointError before backward, so the
+    weights stay those of the step before."""
+    with precision.autocast(x.device):  # bf16 where the hardware computes it natively
+        out = model(x)  # the forward pass: (z, mu, logvar, x_hat) for a VAE
+    terms = loss_fn(out, x, y)  # (total, reconstruction, kl), in fp32
     if not bool(torch.isfinite(terms[0])):
         raise FloatingPointError(f"the loss became {terms[0].item()}")
-    optimizer.zero_grad(set_to_none=True)
-    terms[0].backward()
-    optimizer.step()
+    optimizer.zero_grad(set_to_none=True)  # forget the previous batch's gradients
+    terms[0].backward()  # d(total loss) / d(weight), for every weight
+    optimizer.step()  # Adam moves each weight a little against its gradient
     return torch.stack([t.detach() for t in terms])
-
-
-def _loader_generator(loader: DataLoader) -> torch.Generator | None:
-    """The generator that shuffles ``loader`` (plain or in-memory batched loader)."""
-    if getattr(loader, "generator", None) is not None:
-        return loader.generator
-    sampler = getattr(loader, "sampler", None)
-    inner = getattr(sampler, "sampler", sampler)
-    return getattr(inner, "generator", None)
 
 
 def _make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
@@ -104,47 +84,6 @@ RECIPES: dict[str, dict[str, Any]] = {
     "lecture": {"schedule": "constant", "lr": 5e-4, "epochs": 50},
     "fast": {"schedule": "onecycle", "lr": 6e-3, "epochs": 12},
 }
-
-
-@dataclass
-class Snapshots:
-    """What ``train_vae(..., snapshots=...)`` records while training: the latent space forming.
-
-    At every global step in ``steps`` (the number of optimizer steps done; 0 is before the
-    first) the posterior means and log-variances of the fixed ``images`` and the decoding of the
-    fixed ``codes`` are stored in ``records``, one dict per step: ``{"step": int,
-    "mu": [N, D] float16, "logvar": [N, D] float16, "decoded": [G, 28, 28] uint8}``. They are
-    saved in the training checkpoint, so a resumed run keeps the ones it already has.
-
-    Attributes:
-        steps: the global steps to record at.
-        images: ``[N, 1, 28, 28]`` images whose means are recorded (e.g. 2,000 test images).
-        codes: ``[G, D]`` latent points decoded at each snapshot (e.g. a grid), or ``None``.
-    """
-
-    steps: Sequence[int]
-    images: Tensor
-    codes: Tensor | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def due(self, step: int) -> bool:
-        """True when ``step`` is to be recorded and has not been yet."""
-        return step in set(self.steps) and all(r["step"] != step for r in self.records)
-
-    def record(self, model: nn.Module, step: int) -> None:
-        """Store the means of :attr:`images` and the decodings of :attr:`codes` now."""
-        was_training = model.training
-        device = next(model.parameters()).device
-        model.eval()
-        try:
-            with torch.no_grad():
-                mu, logvar = (t.float().cpu() for t in model.encode(self.images.to(device)))
-                decoded = (model.decode(self.codes.to(device)).float().cpu()[:, 0]
-                           if self.codes is not None else torch.zeros(0, 28, 28))
-        finally:
-            model.train(was_training)
-        self.records.append({"step": step, "mu": mu.half(), "logvar": logvar.half(),
-                             "decoded": (decoded.clamp(0, 1) * 255).round().to(torch.uint8)})
 
 
 def _make_scheduler(
@@ -177,6 +116,167 @@ def check_training_args(epochs: int, lr: float, schedule: str = "constant") -> N
         raise SettingsError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}")
 
 
+class _RunState:
+    """What a training checkpoint holds beside the weights, and how to save and restore it:
+    Adam's state, the schedule's, the history, the snapshots and every random state."""
+
+    def __init__(self, model: nn.Module, optimizer: torch.optim.Optimizer,
+                 scheduler: torch.optim.lr_scheduler.LRScheduler | None, history: History,
+                 snapshots: Snapshots | None, generator: torch.Generator | None,
+                 device: torch.device) -> None:
+        self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
+        self.history, self.snapshots = history, snapshots
+        self.generator, self.device = generator, device
+
+    def resume(self, path: str | os.PathLike, lr: float, schedule: str, epochs: int,
+               steps_per_epoch: int) -> None:
+        """Continue the run saved in ``path``; refuse one with another schedule."""
+        state = load_checkpoint(path)
+        meta = state.get("metadata", {})
+        self.model.load_state_dict(state["state_dict"])
+        if "optimizer_state" in state:
+            self.optimizer.load_state_dict(state["optimizer_state"])
+        if "history" in state:
+            self.history = History.from_dict(state["history"])
+        saved_schedule = meta.get("schedule", "constant")
+        if saved_schedule != schedule:
+            raise SettingsError(f"{path} was trained with schedule={saved_schedule!r}, "
+                                f"not {schedule!r}; resume with the same schedule, or start over")
+        if self.scheduler is not None:
+            self._resume_schedule(path, state.get("scheduler_state"), meta.get("lr"), lr, epochs,
+                                  steps_per_epoch)
+        else:
+            # The saved rate would win otherwise; a resumed run trains with the lr it is given.
+            for group in self.optimizer.param_groups:
+                group["lr"] = lr
+        if self.snapshots is not None and "snapshots" in state:
+            self.snapshots.records = list(state["snapshots"])
+        rng = state.get("rng_state", {})
+        if "torch" in rng:
+            torch.set_rng_state(rng["torch"])
+        if "cuda" in rng and self.device.type == "cuda":
+            torch.cuda.set_rng_state(rng["cuda"], self.device)
+        if "mps" in rng and self.device.type == "mps":
+            torch.mps.set_rng_state(rng["mps"])
+        if "loader" in rng and self.generator is not None:
+            self.generator.set_state(rng["loader"])
+
+    def _resume_schedule(self, path: str | os.PathLike, saved: Any, saved_lr: Any, lr: float,
+                         epochs: int, steps_per_epoch: int) -> None:
+        # A one-cycle run's length and peak are fixed when it starts: its state carries them.
+        if not isinstance(saved, dict) or "total_steps" not in saved:
+            raise SettingsError(
+                f"{path} records schedule='onecycle' but holds no state of the schedule (a "
+                "file from an older helper_lib, or written by hand), so the run cannot "
+                "continue where it stopped. Start over instead (--fresh on the command line, "
+                "or delete the file).")
+        if saved["total_steps"] != self.scheduler.total_steps or saved_lr != lr:
+            saved_epochs = saved["total_steps"] // steps_per_epoch
+            peak = f"{saved_lr:g}" if isinstance(saved_lr, int | float) else "unrecorded"
+            raise SettingsError(
+                f"{path} holds a one-cycle run of {saved_epochs} epochs with peak lr={peak}; a "
+                "one-cycle schedule cannot be resumed with other epochs or lr (asked: "
+                f"{epochs} epochs, lr={lr:g}). Start over instead.")
+        self.scheduler.load_state_dict(saved)
+
+    def save(self, path: str | os.PathLike, **metadata: Any) -> None:
+        """Write the weights and everything :meth:`resume` reads back."""
+        # eps in reparameterize is drawn on the model's device, so its generator too
+        rng_state = {"torch": torch.get_rng_state()}
+        if self.device.type == "cuda":
+            rng_state["cuda"] = torch.cuda.get_rng_state(self.device)
+        elif self.device.type == "mps":
+            rng_state["mps"] = torch.mps.get_rng_state()
+        if self.generator is not None:
+            rng_state["loader"] = self.generator.get_state()
+        extra: dict[str, Any] = {"history": self.history.to_dict(), "rng_state": rng_state}
+        if self.snapshots is not None:
+            extra["snapshots"] = self.snapshots.records
+        if self.scheduler is not None:
+            extra["scheduler_state"] = self.scheduler.state_dict()
+        save_checkpoint(path, self.model, optimizer=self.optimizer, extra=extra, **metadata)
+
+    def snapshot(self, step: int) -> None:
+        """Record the latent space if ``step`` (optimizer steps done) is one to record."""
+        if self.snapshots is not None and self.snapshots.due(step):
+            self.snapshots.record(self.model, step)
+
+
+class _Progress:
+    """The tqdm bar (the running loss every ``log_every`` steps) and one line per epoch."""
+
+    def __init__(self, enabled: bool, total: int, names: tuple[str, ...], log_every: int) -> None:
+        # In a log file (no terminal) redraw the bar every few seconds rather than 10x a second.
+        interactive = "ipykernel" in sys.modules or (hasattr(sys.stderr, "isatty")
+                                                      and sys.stderr.isatty())
+        self.enabled, self.names, self.log_every = enabled, names, log_every
+        self.bar = tqdm(total=total, disable=not enabled, unit="batch", dynamic_ncols=True,
+                        mininterval=0.1 if interactive else 5.0)
+
+    def epoch(self, epoch: int, epochs: int) -> None:
+        self.bar.set_description(f"epoch {epoch + 1}/{epochs}")
+
+    def step(self, step: int, terms: Tensor, last: bool) -> None:
+        if (step + 1) % self.log_every == 0 or last:  # .tolist() waits for the device
+            latest = terms.float().cpu().tolist()
+            # refresh=False: redraw on tqdm's own schedule (every few seconds in a log file)
+            self.bar.set_postfix({n: f"{v:.4g}" for n, v in zip(self.names, latest, strict=True)},
+                                 refresh=False)
+        self.bar.update(1)
+
+    def epoch_done(self, history: History, epoch: int, epochs: int) -> None:
+        if not self.enabled:
+            return
+        summary = ", ".join(f"{n} {history.train[n][-1]:.4f}" for n in self.names)
+        if history.valid:
+            summary += " | valid " + ", ".join(f"{n} {v[-1]:.4f}" for n, v in history.valid.items())
+        self.bar.write(f"epoch {epoch + 1:3d}/{epochs}: {summary} "
+                       f"({history.epoch_seconds[-1]:.1f} s)")
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def _batches(loader: DataLoader, device: torch.device,
+             precision: Precision) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """``(x, y)`` of every batch on ``device`` (``y`` is ``None`` for a loader without labels),
+    ``x`` in the memory layout the model runs in."""
+    for x, *rest in loader:
+        x = x.to(device, non_blocking=True)
+        y = rest[0].to(device, non_blocking=True) if rest else None
+        if precision.channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
+        yield x, y
+
+
+def _record_epoch(history: History, terms: list[Tensor], seconds: float,
+                  valid: dict[str, float] | None) -> None:
+    """Append one epoch's per-batch ``terms`` ``[K]``, their means and ``valid`` to ``history``."""
+    per_batch = torch.stack(terms).float().cpu()  # [batches, K]
+    for i, name in enumerate(history.names):
+        history.batch[name].extend(per_batch[:, i].tolist())
+        history.train[name].append(per_batch[:, i].mean().item())
+    history.batches_per_epoch.append(len(terms))
+    for name, value in (valid or {}).items():
+        history.valid.setdefault(name, []).append(value)
+    history.epoch_seconds.append(seconds)
+
+
+def _prepare(model: nn.Module, device: str | torch.device, precision: str,
+             seed: int | None) -> tuple[torch.device, Precision]:
+    """Seed, and move ``model`` to the device and the memory layout it will train in."""
+    dev = get_device(device)
+    prec = resolve_precision(precision, dev)
+    if dev.type == "cpu":
+        tune_cpu_allocator()
+    if seed is not None:
+        set_seed(seed)
+    model.to(dev)
+    if prec.channels_last:
+        model.to(memory_format=torch.channels_last)
+    return dev, prec
+
+
 def _fit(
     model: nn.Module,
     train_loader: DataLoader,
@@ -196,98 +296,35 @@ def _fit(
     log_every: int = 25,
     snapshots: Snapshots | None = None,
 ) -> History:
-    """The shared loop. ``loss_fn(model_output, x, y)`` returns the components named by
-    ``names``."""
+    """The loop of every ``train_*`` function: :func:`train_step` on every batch, epoch after
+    epoch. ``loss_fn(model_output, x, y)`` returns the loss terms named by ``names``."""
     check_training_args(epochs, lr, schedule)
     if len(train_loader) == 0:
         raise SettingsError("the training loader yields no batches")
-    dev = get_device(device)
-    prec = resolve_precision(precision, dev)
-    if dev.type == "cpu":
-        tune_cpu_allocator()
-    if seed is not None:
-        set_seed(seed)
-    model.to(dev)
-    if prec.channels_last:
-        model.to(memory_format=torch.channels_last)
+    dev, prec = _prepare(model, device, precision, seed)
     optimizer = _make_optimizer(model, lr, dev)
     scheduler = _make_scheduler(optimizer, schedule, lr, max(epochs, 1) * len(train_loader))
-    history = History(names)
-    generator = _loader_generator(train_loader)
-
+    run = _RunState(model, optimizer, scheduler, History(names), snapshots,
+                    shuffle_generator(train_loader), dev)
     if checkpoint_path is not None:
         remove_partial_writes(checkpoint_path)  # left by a run killed while saving
-    if checkpoint_path is not None and Path(checkpoint_path).is_file():
-        state = load_checkpoint(checkpoint_path)
-        model.load_state_dict(state["state_dict"])
-        if "optimizer_state" in state:
-            optimizer.load_state_dict(state["optimizer_state"])
-        if "history" in state:
-            history = History.from_dict(state["history"])
-        saved_schedule = state.get("metadata", {}).get("schedule", "constant")
-        if saved_schedule != schedule:
-            raise SettingsError(f"{checkpoint_path} was trained with schedule={saved_schedule!r}, "
-                             f"not {schedule!r}; resume with the same schedule, or start over")
-        if scheduler is not None:
-            # A one-cycle run's length and peak are fixed when it starts: its state carries them.
-            saved = state.get("scheduler_state")
-            saved_lr = state.get("metadata", {}).get("lr")
-            if not isinstance(saved, dict) or "total_steps" not in saved:
-                raise SettingsError(
-                    f"{checkpoint_path} records schedule='onecycle' but holds no state of the "
-                    "schedule (a file from an older helper_lib, or written by hand), so the run "
-                    "cannot continue where it stopped. Start over instead (--fresh on the "
-                    "command line, or delete the file).")
-            if saved["total_steps"] != scheduler.total_steps or saved_lr != lr:
-                saved_epochs = saved["total_steps"] // len(train_loader)
-                peak = f"{saved_lr:g}" if isinstance(saved_lr, int | float) else "unrecorded"
-                raise SettingsError(
-                    f"{checkpoint_path} holds a one-cycle run of {saved_epochs} epochs with peak "
-                    f"lr={peak}; a one-cycle schedule cannot be resumed with other "
-                    f"epochs or lr (asked: {epochs} epochs, lr={lr:g}). Start over instead."
-                )
-            scheduler.load_state_dict(saved)
-        else:
-            # The saved rate would win otherwise; a resumed run trains with the lr it is given.
-            for group in optimizer.param_groups:
-                group["lr"] = lr
-        if snapshots is not None and "snapshots" in state:
-            snapshots.records = list(state["snapshots"])
-        rng = state.get("rng_state", {})
-        if "torch" in rng:
-            torch.set_rng_state(rng["torch"])
-        if "cuda" in rng and dev.type == "cuda":
-            torch.cuda.set_rng_state(rng["cuda"], dev)
-        if "mps" in rng and dev.type == "mps":
-            torch.mps.set_rng_state(rng["mps"])
-        if "loader" in rng and generator is not None:
-            generator.set_state(rng["loader"])
-    start = history.epochs
-    done_steps = sum(history.batches_per_epoch)
-    if snapshots is not None and snapshots.due(done_steps):
-        snapshots.record(model, done_steps)
-    total_steps = max(epochs - start, 0) * len(train_loader)
-
-    # In a log file (no terminal) redraw the bar every few seconds rather than 10x a second.
-    interactive = "ipykernel" in sys.modules or (hasattr(sys.stderr, "isatty")
-                                                  and sys.stderr.isatty())
-    bar = tqdm(total=total_steps, disable=not progress, unit="batch", dynamic_ncols=True,
-               mininterval=0.1 if interactive else 5.0)
+        if Path(checkpoint_path).is_file():
+            run.resume(checkpoint_path, lr, schedule, epochs, len(train_loader))
+    history = run.history
+    run.snapshot(sum(history.batches_per_epoch))  # step 0, or where the resumed run stopped
+    bar = _Progress(progress, max(epochs - history.epochs, 0) * len(train_loader), names,
+                    log_every)
     try:
-        for epoch in range(start, epochs):
-            done_steps = sum(history.batches_per_epoch)  # optimizer steps before this epoch
+        for epoch in range(history.epochs, epochs):
+            done = sum(history.batches_per_epoch)  # optimizer steps before this epoch
             model.train()
-            bar.set_description(f"epoch {epoch + 1}/{epochs}")
+            bar.epoch(epoch, epochs)
             t0 = time.perf_counter()
-            values: list[Tensor] = []
-            for step, (x, *rest) in enumerate(train_loader):
-                x = x.to(dev, non_blocking=True)
-                y = rest[0].to(dev, non_blocking=True) if rest else None
-                if prec.channels_last:
-                    x = x.contiguous(memory_format=torch.channels_last)
+            terms: list[Tensor] = []
+            for step, (x, y) in enumerate(_batches(train_loader, dev, prec)):
                 lr_now = optimizer.param_groups[0]["lr"]
                 try:
-                    values.append(train_step(model, x, y, loss_fn, optimizer, prec))
+                    terms.append(train_step(model, x, y, loss_fn, optimizer, prec))
                 except FloatingPointError as err:
                     raise FloatingPointError(
                         f"{err} in epoch {epoch + 1}, batch {step + 1}. Training stopped "
@@ -297,52 +334,16 @@ def _fit(
                 history.lr.append(lr_now)
                 if scheduler is not None:
                     scheduler.step()
-                if snapshots is not None and snapshots.due(done_steps + step + 1):
-                    snapshots.record(model, done_steps + step + 1)
-                last = step + 1 == len(train_loader)
-                if (step + 1) % log_every == 0 or last:
-                    latest = values[-1].float().cpu().tolist()
-                    # refresh=False: redraw on tqdm's own schedule (every few seconds in a log file)
-                    bar.set_postfix({n: f"{v:.4g}" for n, v in zip(names, latest, strict=True)},
-                                    refresh=False)
-                bar.update(1)
-
-            per_batch = torch.stack(values).float().cpu()
-            for i, name in enumerate(names):
-                history.batch[name].extend(per_batch[:, i].tolist())
-                history.train[name].append(per_batch[:, i].mean().item())
-            history.batches_per_epoch.append(len(values))
-            if valid_fn is not None and valid_loader is not None:
-                for name, value in valid_fn(model, valid_loader).items():
-                    history.valid.setdefault(name, []).append(value)
-            history.epoch_seconds.append(time.perf_counter() - t0)
-            if progress:
-                summary = ", ".join(f"{n} {history.train[n][-1]:.4f}" for n in names)
-                if history.valid:
-                    summary += " | valid " + ", ".join(
-                        f"{n} {v[-1]:.4f}" for n, v in history.valid.items()
-                    )
-                bar.write(f"epoch {epoch + 1:3d}/{epochs}: {summary} "
-                          f"({history.epoch_seconds[-1]:.1f} s)")
+                run.snapshot(done + step + 1)
+                bar.step(step, terms[-1], last=step + 1 == len(train_loader))
+            valid = (valid_fn(model, valid_loader)
+                     if valid_fn is not None and valid_loader is not None else None)
+            _record_epoch(history, terms, time.perf_counter() - t0, valid)
+            bar.epoch_done(history, epoch, epochs)
             if checkpoint_path is not None:
-                # eps in reparameterize is drawn on the model's device, so its generator too
-                rng_state = {"torch": torch.get_rng_state()}
-                if dev.type == "cuda":
-                    rng_state["cuda"] = torch.cuda.get_rng_state(dev)
-                elif dev.type == "mps":
-                    rng_state["mps"] = torch.mps.get_rng_state()
-                if generator is not None:
-                    rng_state["loader"] = generator.get_state()
-                extra: dict[str, Any] = {"history": history.to_dict(), "rng_state": rng_state}
-                if snapshots is not None:
-                    extra["snapshots"] = snapshots.records
-                if scheduler is not None:
-                    extra["scheduler_state"] = scheduler.state_dict()
-                save_checkpoint(
-                    checkpoint_path, model, optimizer=optimizer, extra=extra,
-                    **{**(checkpoint_metadata or {}), "epoch": epoch + 1,
-                       "precision": prec.name, "lr": lr, "schedule": schedule},
-                )
+                run.save(checkpoint_path, **{**(checkpoint_metadata or {}), "epoch": epoch + 1,
+                                             "precision": prec.name, "lr": lr,
+                                             "schedule": schedule})
     finally:
         bar.close()
         if prec.channels_last:  # also after an error, e.g. a NaN loss
@@ -494,3 +495,21 @@ def train_classifier(
     return _fit(model, train_loader, epochs, lr, loss_fn, ("cross_entropy", "error"), valid_fn,
                 valid_loader, device, precision, checkpoint_path, seed, progress,
                 checkpoint_metadata, schedule)
+
+
+def train_model(model: nn.Module, train_loader: DataLoader, epochs: int, **options: Any
+                ) -> History:
+    """Train any of the course's models with the function for its type
+    (:func:`helper_lib.registry.model_type`): :func:`train_vae`, :func:`train_autoencoder` or
+    :func:`train_classifier`. ``options`` are that function's keyword arguments; the VAE's
+    loss options (``kind``, ``beta``, ``reconstruction_weight``, ``snapshots``) are refused for
+    the others rather than ignored.
+    """
+    trainer = {"vae": train_vae, "autoencoder": train_autoencoder,
+               "classifier": train_classifier}[model_type(model).name]
+    if trainer is not train_vae:
+        vae_only = sorted(set(options) & {"kind", "beta", "reconstruction_weight", "snapshots"})
+        if vae_only:
+            raise SettingsError(f"{', '.join(vae_only)}: options of a VAE's loss, but "
+                                f"{type(model).__name__} is not a VAE")
+    return trainer(model, train_loader, epochs, **options)

@@ -105,9 +105,11 @@ def test_a_second_train_in_the_same_folder_resumes_checks_settings_or_starts_fre
     assert main([*base, "--epochs", "2"]) == 0
     assert "nothing left to train" in capsys.readouterr().out
     # another model in the same folder: a clear error, not a state_dict traceback
-    assert main([*base, "--epochs", "2", "--model", "conv-ae"]) == 2
+    assert main([*base, "--epochs", "2", "--model", "autoencoder"]) == 2
     err = capsys.readouterr().err
-    assert "--model conv-vae (now conv-ae)" in err and "--fresh" in err
+    assert "--model vae (now autoencoder)" in err and "--fresh" in err
+    assert main([*base, "--epochs", "2", "--model", "conv-vae"]) == 0  # vae's older name: resumes
+    assert "nothing left to train" in capsys.readouterr().out
     assert main([*base, "--epochs", "1", "--model", "conv-ae", "--fresh"]) == 0
     assert "training from scratch" in capsys.readouterr().out
     assert load_model(tmp_path / "run" / "model.pt").checkpoint_metadata["epochs"] == 1
@@ -116,14 +118,14 @@ def test_a_second_train_in_the_same_folder_resumes_checks_settings_or_starts_fre
 def test_train_help_shows_every_default(monkeypatch):
     from helper_lib.cli import build_parser
 
-    monkeypatch.setenv("COLUMNS", "300")  # no line wrapping inside "(default: conv-vae)"
+    monkeypatch.setenv("COLUMNS", "300")  # no line wrapping inside "(default: vae)"
 
     train = build_parser()._subparsers._group_actions[0].choices["train"]
     for action in train._actions:
         if action.default not in (None, False) and action.dest != "help":
             assert action.help, f"--{action.dest} has a default but no help, so no default shown"
     text = train.format_help()
-    for shown in ("(default: lecture)", "(default: conv-vae)", "(default: mnist)",
+    for shown in ("(default: lecture)", "(default: vae)", "(default: mnist)",
                   "(default: 256)", "lecture: schedule constant, lr 0.0005, epochs 50"):
         assert shown in text
 

@@ -13,15 +13,14 @@ from helper_lib.cli import main
 from helper_lib.data import get_dataloaders
 from helper_lib.film import (
     EARLY_STEPS,
-    animate_film,
     film_from_snapshots,
-    film_html,
     lecture_snapshots,
     load_film,
     save_film,
     snapshot_steps,
 )
-from helper_lib.grids import quantile_grid
+from helper_lib.film_plots import animate_film, film_html
+from helper_lib.posterior import quantile_grid
 
 
 def test_snapshot_steps_are_the_early_steps_then_every_epoch_end():
@@ -32,7 +31,7 @@ def test_snapshot_steps_are_the_early_steps_then_every_epoch_end():
 
 
 def test_the_running_mean_keeps_the_ends_level():
-    from helper_lib.film import running_mean
+    from helper_lib.film_plots import running_mean
 
     np.testing.assert_allclose(running_mean(np.full(10, 4.0), 5), np.full(10, 4.0))
     np.testing.assert_allclose(running_mean(np.arange(5.0), 3), [0.5, 1, 2, 3, 3.5])

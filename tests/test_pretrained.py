@@ -4,7 +4,6 @@ import pytest
 
 from helper_lib.checkpoints import (
     PRETRAINED_DIR,
-    PRETRAINED_NAMES,
     load_checkpoint,
     load_model,
     pretrained_path,
@@ -13,6 +12,7 @@ from helper_lib.checkpoints import (
 from helper_lib.data import get_dataloaders
 from helper_lib.evaluate import reference_eval
 from helper_lib.models import count_parameters
+from helper_lib.registry import MODEL_TYPES, PRETRAINED, PRETRAINED_NAMES
 
 MAKE_PRETRAINED = PRETRAINED_DIR / "make_pretrained.sh"
 
@@ -56,6 +56,11 @@ def test_pretrained_checkpoint_matches_its_metadata(name, test_loader):
         test_loader = get_dataloaders(meta["dataset"], batch_size=256)[2]
     model = load_model(path)  # verifies the sha256 again
     assert count_parameters(model) == _expected_parameters(name) == meta["parameters"]
+    spec = PRETRAINED[name]  # the registry says what the file holds
+    assert isinstance(model, MODEL_TYPES[spec.model].cls)
+    assert count_parameters(spec.build()) == meta["parameters"]
+    assert (spec.dataset, spec.beta) == (meta["dataset"], meta["loss"].get("beta", 1.0))
+    assert spec.kind == (meta["loss"]["kind"] if spec.model == "vae" else "mse")
     reference = meta["reference_eval"]
     assert reference["images"] == 2000 and reference["seed"] == 0
     kind = meta["loss"].get("kind", "mse")
