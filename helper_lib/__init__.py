@@ -6,20 +6,25 @@ Modules, one job each. The lectures' own library:
 * :mod:`helper_lib.models`: ``ConvAutoencoder``, ``ConvVAE`` and ``MnistClassifier``.
 * :mod:`helper_lib.layers`: CPU-fast drop-in layers the models are built from (same results).
 * :mod:`helper_lib.losses`: ``kl_divergence``, ``reconstruction_loss``, ``vae_loss``.
-* :mod:`helper_lib.train`: ``train_vae``, ``train_autoencoder``, ``train_classifier``.
+* :mod:`helper_lib.train`: ``train_step`` (one batch), and the loops that run it:
+  ``train_vae``, ``train_autoencoder``, ``train_classifier``, ``train_model``.
+* :mod:`helper_lib.registry`: the three model types and every shipped checkpoint, by name.
 * :mod:`helper_lib.history`: ``History``, the record of a run (JSON, CSV).
 * :mod:`helper_lib.evaluate`: split losses, importance-weighted log-likelihood, active units.
-* :mod:`helper_lib.plotting`: figures (every function returns a ``matplotlib`` Figure).
+* :mod:`helper_lib.plotting`: the lectures' figures (each returns a ``matplotlib`` Figure), and
+  ``finish_figure``, which every figure module ends with.
 * :mod:`helper_lib.checkpoints`: ``save_checkpoint``, ``load_model``, ``load_pretrained``.
 * :mod:`helper_lib.utils`: ``set_seed``, ``get_device``, ``deterministic``, precision choice.
 
 Beyond the lectures (notebooks 06 and 07):
 
 * :mod:`helper_lib.sample_quality`, :mod:`helper_lib.report`: judged samples, the test report.
-* :mod:`helper_lib.sweep`, :mod:`helper_lib.sweep_plots`: notebook 07's models and figures.
+* :mod:`helper_lib.sweep`, :mod:`helper_lib.sweep_plots`: a registry model loaded or trained
+  here (smoke mode); notebook 07's figures.
 * :mod:`helper_lib.posterior`, :mod:`helper_lib.attributes`, :mod:`helper_lib.latent_plots`:
   true and aggregate posteriors, latent arithmetic, and their figures.
-* :mod:`helper_lib.film`, :mod:`helper_lib.grids`: the latent space forming, as a film.
+* :mod:`helper_lib.film`, :mod:`helper_lib.film_plots`: the latent space forming: what training
+  records and the file it is kept in; the animation.
 * :mod:`helper_lib.interactive`: the live latent explorer (ipywidgets).
 
 The course's machinery:

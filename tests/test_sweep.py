@@ -6,8 +6,8 @@ import pytest
 import torch
 
 from helper_lib.models import ConvAutoencoder, ConvVAE
-from helper_lib.report import evaluation_report, reconstruction_at_mean
 from helper_lib.registry import PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
+from helper_lib.report import evaluation_report, reconstruction_at_mean
 from helper_lib.sweep import get_model, get_report
 from helper_lib.sweep_plots import (
     plot_against_latent_size,
