@@ -175,3 +175,22 @@ def test_training_imports_neither_pyplot_nor_the_animation():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]
+
+
+def test_shuffle_generator_is_the_one_that_orders_the_batches():
+    """Training saves this generator's state to resume a run; it must be the loader's own."""
+    from helper_lib.data import get_dataloaders, shuffle_generator
+
+    loader = get_dataloaders("mnist", batch_size=16, train_subset=64, seed=3)[0]
+    generator = shuffle_generator(loader)
+    assert isinstance(generator, torch.Generator)
+    state = generator.get_state()
+    first = [y for _, y in loader]
+    generator.set_state(state)
+    assert all(torch.equal(a, b) for a, b in zip(first, [y for _, y in loader], strict=True))
+    assert not all(torch.equal(a, b) for a, b in zip(first, [y for _, y in loader],
+                                                      strict=True))  # the next epoch differs
+    plain = DataLoader(TensorDataset(torch.zeros(4)), shuffle=True,
+                       generator=torch.Generator())
+    assert shuffle_generator(plain) is plain.generator
+    assert shuffle_generator(DataLoader(TensorDataset(torch.zeros(4)))) is None
