@@ -1,9 +1,18 @@
-"""Training loops for the autoencoder and the VAE, with progress bars, history and resuming.
+"""Training: :func:`train_step`, one step of gradient descent on one batch, and the loop that
+runs it.
+
+:func:`train_vae`, :func:`train_autoencoder` and :func:`train_classifier` each hand their loss
+to the one loop, ``_fit``: epoch after epoch, ``train_step`` on every batch. Beside the loop,
+not inside it: ``_RunState`` (what a checkpoint holds to resume a run, saved after each epoch),
+``_Progress`` (the bar and a line per epoch), ``_batches`` and ``_record_epoch``.
+:func:`train_model` picks the function by the model's type.
 
 Speed (see ``benchmarks/README.md``): batches come from the in-memory loader, the model runs in
 channels_last and, where bf16 is native and faster (CPUs with AMX or AVX512-BF16, GPUs from
 Ampere on), under bf16 autocast; losses are always computed in fp32, and per-batch values stay
-on the device until the end of the epoch instead of forcing an ``.item()`` sync on every step.
+on the device until the end of the epoch. Besides the progress bar's reading every 25 steps,
+the one wait for the device per step is the NaN check in ``train_step`` (a single number; on a
+CPU, where every operation has finished when it returns, there is nothing to wait for).
 On CPU the models' layers themselves are faster drop-ins (:mod:`helper_lib.layers`): each
 convolution is fused with its LeakyReLU, and the transposed convolutions add their bias outside
 oneDNN.

@@ -87,14 +87,23 @@ def test_a_private_op_that_raises_is_given_up_once_with_a_warning(fresh_fusion, 
 
 
 @pytest.mark.skipif(not layers._fused_ops_available(), reason="this torch has no oneDNN ops")
-def test_backward_hooks_are_respected(fresh_fusion):
+def test_backward_hooks_are_respected(fresh_fusion, monkeypatch):
+    """A full backward hook on a fused convolution fires with that layer's own gradients, and
+    the model's gradients stay those of the plain layers."""
     torch.manual_seed(0)
-    model, x = ConvVAE(), torch.rand(4, 1, 28, 28)
+    model = ConvVAE()
+    x = torch.rand(4, 1, 28, 28, requires_grad=True)  # so the hook sees grad_input too
+    ref_out, ref_grads = _plain_reference(model, x, monkeypatch)
     seen = []
     conv = model.encoder[0]
-    conv.register_full_backward_hook(lambda m, gi, go: seen.append(go[0].shape))
-    _grads(model, x)
-    assert seen == [torch.Size([4, 32, 28, 28])], "the hooked layer ran on its own"
+    conv.register_full_backward_hook(
+        lambda m, gi, go: seen.append((gi[0].shape, go[0].shape)))
+    out, grads = _grads(model, x)
+    assert seen == [(torch.Size([4, 1, 28, 28]), torch.Size([4, 32, 28, 28]))], \
+        "the hooked layer ran on its own"
+    torch.testing.assert_close(out, ref_out)
+    for g, r in zip(grads, ref_grads, strict=True):
+        torch.testing.assert_close(g, r)
 
 
 def _allocator_tuned_after(code: str, env: dict[str, str] | None = None) -> bool:
