@@ -1,9 +1,9 @@
 """How a notebook gets a model of the registry (:mod:`helper_lib.registry`): load the shipped
 checkpoint, or train it (smoke mode, or when the file is missing).
 
-Every model of ``SWEEP`` was trained with ``python -m helper_lib train --recipe fast`` (one-cycle,
-peak lr 6e-3, 12 epochs, batch 256, seed 123); the exact commands are in
-``data/pretrained/make_pretrained.sh`` and in each checkpoint's metadata.
+Every model of :data:`helper_lib.registry.SWEEP` was trained with ``python -m helper_lib train
+--recipe fast`` (one-cycle, peak lr 6e-3, 12 epochs, batch 256, seed 123); the exact commands
+are in ``data/pretrained/make_pretrained.sh`` and in each checkpoint's metadata.
 """
 
 from __future__ import annotations
@@ -16,23 +16,12 @@ from torch import nn
 from torch.utils.data import DataLoader
 
 from .checkpoints import load_pretrained
-from .registry import (
-    AE_LATENT_SIZES,
-    BETAS,
-    FASHION_VAE,
-    LATENT_SIZES,
-    LECTURE_VAE,
-    MODEL_TYPES,
-    PRETRAINED,
-    SWEEP,
-    Spec,
-)
+from .registry import MODEL_TYPES, PRETRAINED, Spec
 from .report import evaluation_report
 from .train import RECIPES, train_model
 from .utils import get_device, set_seed
 
-__all__ = ["Spec", "SWEEP", "LECTURE_VAE", "FASHION_VAE", "LATENT_SIZES", "AE_LATENT_SIZES",
-           "BETAS", "get_model", "get_classifier", "get_report"]
+__all__ = ["get_model", "get_classifier", "get_report"]
 
 
 def _fast(epochs: int | None) -> dict[str, Any]:

@@ -111,7 +111,8 @@ def test_the_log_likelihood_can_use_a_random_subset_of_the_test_set(tiny):
 
 def test_get_model_and_get_classifier_accept_their_default_device():
     """Both defaulted to device="auto" and passed it on to ``Module.to``, which refused it."""
-    from helper_lib.sweep import LECTURE_VAE, get_classifier, get_model
+    from helper_lib.registry import LECTURE_VAE
+    from helper_lib.sweep import get_classifier, get_model
 
     model = get_model(LECTURE_VAE, train_loader=None)  # shipped: no training, no loader needed
     assert not model.training and next(model.parameters()).device.type in ("cpu", "cuda", "mps")
