@@ -30,7 +30,7 @@ from torch import nn
 
 from .downloads import sha256_file
 from .history import History
-from .pretrained import MANIFEST_PATH, manifest, pretrained_file
+from .pretrained import MANIFEST_PATH, PRETRAINED_DIR, manifest, pretrained_file
 from .registry import MODEL_TYPES, PRETRAINED_NAMES, model_class, model_type
 
 __all__ = [
@@ -51,9 +51,6 @@ __all__ = [
 ]
 
 FORMAT = "helper_lib-checkpoint/1"
-#: The clone's folder of shipped checkpoints (committed to git; see data/pretrained/README.md).
-#: Outside a clone it does not exist: :func:`pretrained_path` finds (or downloads) the files.
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
 
 
 class CheckpointError(RuntimeError):

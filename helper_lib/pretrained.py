@@ -28,17 +28,19 @@ from typing import Any
 from .downloads import DownloadError, cache_dir, check_base_url, fetch, sha256_file
 from .project import CLONE_ROOT, pretrained_base_url
 
-__all__ = ["PRETRAINED_URL_ENV_VAR", "MANIFEST_PATH", "CLONE_PRETRAINED_DIR",
+__all__ = ["PRETRAINED_URL_ENV_VAR", "MANIFEST_PATH", "PRETRAINED_DIR", "CLONE_PRETRAINED_DIR",
            "PretrainedCorruptError", "PretrainedUnavailableError", "manifest", "pretrained_url",
            "Location", "locate", "pretrained_file"]
 
 #: Overrides the download address: every file is then fetched as ``$VAE_PRETRAINED_URL/<name>``.
 PRETRAINED_URL_ENV_VAR = "VAE_PRETRAINED_URL"
 MANIFEST_PATH = Path(__file__).resolve().parent / "pretrained_files.json"
-#: The clone's ``data/pretrained/``, or ``None`` when helper_lib is installed outside a clone.
+#: The folder of shipped files in a clone: ``data/pretrained/`` beside the package (committed to
+#: git; see data/pretrained/README.md). Outside a clone it does not exist.
+PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
+#: :data:`PRETRAINED_DIR` when helper_lib runs from a clone that has it, else ``None``.
 CLONE_PRETRAINED_DIR: Path | None = (
-    CLONE_ROOT / "data" / "pretrained"
-    if CLONE_ROOT is not None and (CLONE_ROOT / "data" / "pretrained").is_dir() else None)
+    PRETRAINED_DIR if CLONE_ROOT is not None and PRETRAINED_DIR.is_dir() else None)
 
 
 class PretrainedCorruptError(DownloadError):
