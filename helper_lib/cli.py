@@ -140,13 +140,11 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     set_seed(args.seed)  # before building the model: the initial weights depend on it
-    kind_of_model = MODEL_TYPES[MODEL_CHOICES[args.model]]
-    is_vae = kind_of_model.name == "vae"
-    if kind_of_model.name == "classifier":
+    mtype = MODEL_TYPES[settings["model"]]
+    is_vae = mtype.name == "vae"
+    if mtype.name == "classifier":
         check_whole_number("feature_dim", args.feature_dim, 1, "the default is 128")
-        model = kind_of_model.build(args.feature_dim)
-    else:
-        model = kind_of_model.build(args.latent_dim)
+    model = mtype.build(getattr(args, mtype.size))  # --latent-dim, or --feature-dim
     train_loader, valid_loader, test_loader = get_dataloaders(
         args.dataset, batch_size=args.batch_size, validation_fraction=args.validation_fraction,
         root=args.data_root, seed=args.seed, train_subset=args.train_subset,
@@ -173,9 +171,10 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
               f"{len(snapshots.steps)} steps ({', '.join(map(str, snapshots.steps[:8]))}, ...)")
     vae_loss = ({"kind": args.kind, "reconstruction_weight": args.reconstruction_weight,
                  "beta": args.beta} if is_vae else {})
+    vae_options = {**vae_loss, "snapshots": snapshots} if is_vae else {}
     t0 = time.perf_counter()
     history = train_model(model, train_loader, args.epochs, lr=args.lr, schedule=args.schedule,
-                          **vae_loss, **({"snapshots": snapshots} if is_vae else {}), **common)
+                          **vae_options, **common)
     seconds = time.perf_counter() - t0
 
     history.to_csv(out / "history.csv")
@@ -187,7 +186,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
               f"snapshots)")
     model.cpu()
     test = evaluate_model(model, test_loader, kind=args.kind)
-    loss = vae_loss or {"kind": kind_of_model.loss}
+    loss = vae_loss or {"kind": mtype.loss}
     metadata = {
         "command": command,
         "dataset": args.dataset,
@@ -210,7 +209,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     write_sha256(ckpt)
     print(f"wrote {ckpt} ({ckpt.stat().st_size / 1e6:.2f} MB); test: "
           + ", ".join(f"{k} {v:.4f}" for k, v in test.items()))
-    if not args.no_figures and kind_of_model.name != "classifier":
+    if not args.no_figures and mtype.name != "classifier":
         for path in _write_figures(model, history, test_loader, out, args.seed):
             print(f"wrote {path}")
     return 0

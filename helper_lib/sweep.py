@@ -65,8 +65,7 @@ def get_classifier(train_loader: DataLoader, smoke: bool = False,
         if model is not None:
             return model
     set_seed(seed)
-    model = PRETRAINED[name].build() if feature_dim is None else MODEL_TYPES["classifier"].build(
-        feature_dim)
+    model = MODEL_TYPES["classifier"].build(feature_dim or PRETRAINED[name].size)
     train_model(model, train_loader, epochs or 4, lr=2e-3, schedule="onecycle", device=device,
                 seed=seed, progress=False)
     return model.eval()
