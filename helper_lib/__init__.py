@@ -43,15 +43,26 @@ The course's machinery:
 * :mod:`helper_lib.cli` (``python -m helper_lib``, :mod:`helper_lib.__main__`): the command line.
 """
 
+import os
+
+import torch
+
+from .assets.datasets import DatasetNotFoundError
+from .assets.project import VERSION
 from .checkpoints import CheckpointError, load_model, save_checkpoint
-from .data import DatasetNotFoundError, get_dataloaders
+from .data import get_dataloaders
+from .history import History
 from .losses import kl_divergence, reconstruction_loss, vae_loss
 from .models import ConvAutoencoder, ConvVAE, count_parameters
-from .project import VERSION
-from .train import History, train_autoencoder, train_vae
-from .utils import deterministic, get_device, set_seed
+from .train import train_autoencoder, train_vae
+from .utils import CUBLAS_DETERMINISTIC, CUBLAS_ENV_VAR, deterministic, get_device, set_seed
 
 __version__ = VERSION
+
+# The one thing importing helper_lib does to the process: deterministic CUDA matmuls need this
+# cuBLAS setting, and cuBLAS reads it only when it starts (see helper_lib.utils.deterministic).
+if not torch.cuda.is_initialized():
+    os.environ.setdefault(CUBLAS_ENV_VAR, CUBLAS_DETERMINISTIC)
 
 __all__ = [
     "CheckpointError",

@@ -28,10 +28,16 @@ from typing import Any
 import torch
 from torch import nn
 
-from .downloads import sha256_file
+from .assets.downloads import sha256_file
+from .assets.pretrained import (
+    MANIFEST_PATH,
+    PRETRAINED_DIR,
+    SHIPPED_MODELS,
+    manifest,
+    pretrained_file,
+)
 from .history import History
-from .pretrained import MANIFEST_PATH, PRETRAINED_DIR, manifest, pretrained_file
-from .registry import MODEL_TYPES, PRETRAINED_NAMES, model_class, model_type
+from .model_types import MODEL_TYPES, model_class, model_type
 
 __all__ = [
     "CheckpointError",
@@ -250,10 +256,10 @@ def _restore_hint(path: Path) -> str:
 
 
 def _check_name(name: str) -> None:
-    if name not in PRETRAINED_NAMES:
+    if name not in SHIPPED_MODELS:
         what = " (a path, not a model name)" if ("/" in name or "\\" in name) else ""
         raise ValueError(f"unknown pretrained model {name!r}{what}; the shipped ones are "
-                         f"{', '.join(PRETRAINED_NAMES)}")
+                         f"{', '.join(SHIPPED_MODELS)}")
 
 
 def pretrained_path(name: str) -> Path:
@@ -300,7 +306,8 @@ def load_pretrained(
     ``seed``, ``dataset``, ``kind``, ``reconstruction_weight``, ``beta``, ``train_subset``.
 
     Raises:
-        ValueError: ``name`` is not one of :data:`PRETRAINED_NAMES`, or ``expect`` has a key
+        ValueError: ``name`` is not one of
+            :data:`helper_lib.assets.pretrained.SHIPPED_MODELS`, or ``expect`` has a key
             the checkpoint does not record.
         CheckpointError: the file exists but is corrupted, truncated or does not fit.
         helper_lib.pretrained.PretrainedUnavailableError: found nowhere, and the download

@@ -17,9 +17,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
+from .fast.precision import resolve_precision
 from .losses import kl_divergence, reconstruction_loss
-from .registry import check_outputs, model_type
-from .utils import resolve_precision
+from .model_types import check_outputs, model_type
 
 __all__ = [
     "mean_vae_losses",
@@ -348,3 +348,13 @@ def reconstruct(model: nn.Module, x: Tensor) -> Tensor:
     """
     with inference(model, None) as device:
         return model.decode(model.embed(x.to(device))).float().cpu()
+
+
+def quantile_grid(n: int = 15, quantiles: tuple[float, float] = (0.05, 0.95)) -> Tensor:
+    """``[n * n, 2]`` codes at evenly spaced N(0, 1) quantiles along each axis, row by row from
+    the top (largest ``z_2``) and left to right (growing ``z_1``): the layout of an image grid,
+    in which each image covers an equal share of the prior's mass."""
+    axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(*quantiles, n))
+    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
+    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)
+

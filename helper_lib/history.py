@@ -1,7 +1,8 @@
-"""The record of a training run: per-batch and per-epoch losses, timings, JSON and CSV.
+"""The record of a training run: :class:`History` (per-batch and per-epoch losses, timings; JSON
+and CSV) and :class:`Snapshots` (the latent space at chosen steps).
 
-Its own module, so that both :mod:`helper_lib.train` (which fills it) and
-:mod:`helper_lib.checkpoints` (which loads the shipped ones) can use it without importing each
+Their own module, so that both :mod:`helper_lib.train` (which fills them) and
+:mod:`helper_lib.checkpoints` (which loads the shipped ones) can use them without importing each
 other.
 """
 
@@ -10,11 +11,15 @@ from __future__ import annotations
 import csv
 import json
 import os
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["History"]
+import torch
+from torch import Tensor, nn
+
+__all__ = ["History", "Snapshots"]
 
 
 @dataclass
@@ -82,3 +87,45 @@ class History:
                 row += [self.train[n][e] for n in self.names]
                 row += [self.valid[n][e] for n in self.names if self.valid.get(n)]
                 writer.writerow(row)
+
+
+@dataclass
+class Snapshots:
+    """What ``train_vae(..., snapshots=...)`` records while training: the latent space forming.
+
+    At every global step in ``steps`` (the number of optimizer steps done; 0 is before the
+    first) the posterior means and log-variances of the fixed ``images`` and the decoding of the
+    fixed ``codes`` are stored in ``records``, one dict per step: ``{"step": int,
+    "mu": [N, D] float16, "logvar": [N, D] float16, "decoded": [G, 28, 28] uint8}``. They are
+    saved in the training checkpoint, so a resumed run keeps the ones it already has.
+
+    Attributes:
+        steps: the global steps to record at.
+        images: ``[N, 1, 28, 28]`` images whose means are recorded (e.g. 2,000 test images).
+        codes: ``[G, D]`` latent points decoded at each snapshot (e.g. a grid), or ``None``.
+    """
+
+    steps: Sequence[int]
+    images: Tensor
+    codes: Tensor | None = None
+    records: list[dict[str, Any]] = field(default_factory=list)
+
+    def due(self, step: int) -> bool:
+        """True when ``step`` is to be recorded and has not been yet."""
+        return step in set(self.steps) and all(r["step"] != step for r in self.records)
+
+    def record(self, model: nn.Module, step: int) -> None:
+        """Store the means of :attr:`images` and the decodings of :attr:`codes` now."""
+        was_training = model.training
+        device = next(model.parameters()).device
+        model.eval()
+        try:
+            with torch.no_grad():
+                mu, logvar = (t.float().cpu() for t in model.encode(self.images.to(device)))
+                decoded = (model.decode(self.codes.to(device)).float().cpu()[:, 0]
+                           if self.codes is not None else torch.zeros(0, 28, 28))
+        finally:
+            model.train(was_training)
+        self.records.append({"step": step, "mu": mu.half(), "logvar": logvar.half(),
+                             "decoded": (decoded.clamp(0, 1) * 255).round().to(torch.uint8)})
+

@@ -20,7 +20,7 @@ import torch
 from torch import Tensor, nn
 
 # CPU-fast drop-ins for nn.Sequential and nn.ConvTranspose2d (same weights, same results).
-from .layers import ConvStack, ConvTranspose2d, Sigmoid
+from .fast.layers import ConvStack, ConvTranspose2d, Sigmoid
 from .utils import check_whole_number
 
 __all__ = [

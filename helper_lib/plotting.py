@@ -26,10 +26,9 @@ from torch import Tensor, nn
 from torch.utils.data import DataLoader
 from torchvision.utils import make_grid
 
-from .evaluate import collect_latents, inference, reconstruct
+from .evaluate import collect_latents, inference, quantile_grid, reconstruct
 from .history import History
 from .losses import kl_divergence
-from .posterior import quantile_grid
 
 __all__ = [
     "finish_figure",

@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
-from .evaluate import collect_latents, reconstruct
-from .plotting import finish_figure
+from ..evaluate import collect_latents, reconstruct
+from ..plotting import finish_figure
 from .sample_quality import decode_prior_samples
 
 __all__ = ["plot_against_latent_size", "plot_sample_quality", "plot_rate_distortion",

@@ -1,70 +1,29 @@
 """The latent space forming during training: what to record, and the file it is kept in.
 
-:class:`Snapshots` records the posterior means of fixed test images and the decoding of a fixed
-grid of codes while ``train_vae`` runs. This module chooses those steps and images
-(:func:`lecture_snapshots`), gathers them with the KL curve into a :class:`Film`
+:class:`helper_lib.history.Snapshots` records the posterior means of fixed test images and the
+decoding of a fixed grid of codes while ``train_vae`` runs. This module chooses those steps and
+images (:func:`lecture_snapshots`), gathers them with the KL curve into a :class:`Film`
 (:func:`film_from_snapshots`), and writes and reads it as one compressed ``.npz`` file
-(:func:`save_film`, :func:`load_film`, no pickles). :mod:`helper_lib.film_plots` plays a film as
-an animation.
+(:func:`save_film`, :func:`load_film`, no pickles). :mod:`helper_lib.analysis.film_plots` plays a
+film as an animation.
 """
 
 from __future__ import annotations
 
 import os
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
-from .history import History
-from .posterior import quantile_grid
+from ..evaluate import quantile_grid
+from ..history import History, Snapshots
 
-__all__ = ["EARLY_STEPS", "Snapshots", "Film", "snapshot_steps", "lecture_snapshots",
+__all__ = ["EARLY_STEPS", "Film", "snapshot_steps", "lecture_snapshots",
            "film_from_snapshots", "save_film", "load_film", "kl_parts"]
-
-@dataclass
-class Snapshots:
-    """What ``train_vae(..., snapshots=...)`` records while training: the latent space forming.
-
-    At every global step in ``steps`` (the number of optimizer steps done; 0 is before the
-    first) the posterior means and log-variances of the fixed ``images`` and the decoding of the
-    fixed ``codes`` are stored in ``records``, one dict per step: ``{"step": int,
-    "mu": [N, D] float16, "logvar": [N, D] float16, "decoded": [G, 28, 28] uint8}``. They are
-    saved in the training checkpoint, so a resumed run keeps the ones it already has.
-
-    Attributes:
-        steps: the global steps to record at.
-        images: ``[N, 1, 28, 28]`` images whose means are recorded (e.g. 2,000 test images).
-        codes: ``[G, D]`` latent points decoded at each snapshot (e.g. a grid), or ``None``.
-    """
-
-    steps: Sequence[int]
-    images: Tensor
-    codes: Tensor | None = None
-    records: list[dict[str, Any]] = field(default_factory=list)
-
-    def due(self, step: int) -> bool:
-        """True when ``step`` is to be recorded and has not been yet."""
-        return step in set(self.steps) and all(r["step"] != step for r in self.records)
-
-    def record(self, model: nn.Module, step: int) -> None:
-        """Store the means of :attr:`images` and the decodings of :attr:`codes` now."""
-        was_training = model.training
-        device = next(model.parameters()).device
-        model.eval()
-        try:
-            with torch.no_grad():
-                mu, logvar = (t.float().cpu() for t in model.encode(self.images.to(device)))
-                decoded = (model.decode(self.codes.to(device)).float().cpu()[:, 0]
-                           if self.codes is not None else torch.zeros(0, 28, 28))
-        finally:
-            model.train(was_training)
-        self.records.append({"step": step, "mu": mu.half(), "logvar": logvar.half(),
-                             "decoded": (decoded.clamp(0, 1) * 255).round().to(torch.uint8)})
 
 
 #: The optimizer steps recorded in the first epoch, where the KL term spikes (near step 20 with

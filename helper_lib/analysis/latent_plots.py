@@ -16,8 +16,8 @@ from matplotlib.figure import Figure
 from torch import Tensor
 from torchvision.utils import make_grid
 
+from ..plotting import finish_figure
 from .attributes import ArithmeticResult
-from .plotting import finish_figure
 from .posterior import GridPosterior, grid_moments
 
 __all__ = ["plot_true_posteriors", "plot_aggregate_posterior", "plot_arithmetic"]

@@ -16,7 +16,7 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
-from .evaluate import (
+from ..evaluate import (
     active_units,
     evaluate_model,
     importance_weighted_log_likelihood,
@@ -25,7 +25,7 @@ from .evaluate import (
     standard_error,
     vae_losses_per_image,
 )
-from .registry import model_type
+from ..model_types import model_type
 
 __all__ = ["evaluation_report", "reconstruction_at_mean"]
 

@@ -34,8 +34,8 @@ from pathlib import Path
 from filelock import FileLock, Timeout
 from tqdm.auto import tqdm
 
+from ..utils import SettingsError
 from .project import VERSION
-from .utils import SettingsError
 
 __all__ = ["CACHE_ENV_VAR", "TIMEOUT_S", "DownloadError", "cache_dir", "check_base_url",
            "sha256_file", "fetch"]

@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-__all__ = ["VERSION", "REPOSITORY", "TAG", "CLONE_ROOT", "install_source", "pretrained_base_url",
-           "colab_url", "binder_url", "launch_links"]
+__all__ = ["VERSION", "REPOSITORY", "TAG", "REPO_ROOT", "CLONE_ROOT", "install_source",
+           "pretrained_base_url", "colab_url", "binder_url", "launch_links"]
 
 #: The package's version: ``helper_lib.__version__`` and the package metadata read it here.
 VERSION = "0.3.0"
@@ -21,11 +21,12 @@ REPOSITORY = "https://github.com/stat453-vae/vae-lectures"
 #: The git tag of this version: links and downloads pin it.
 TAG = f"v{VERSION}"
 
-_ROOT = Path(__file__).resolve().parent.parent
-#: The checkout helper_lib runs from (an editable install), or ``None`` for a pip install, where
-#: the folder above the package is ``site-packages``.
-CLONE_ROOT: Path | None = (_ROOT if (_ROOT / "pyproject.toml").is_file()
-                           and (_ROOT / "data").is_dir() else None)
+#: The folder that holds the ``helper_lib`` package: the checkout's root for an editable install,
+#: ``site-packages`` for a pip install. The one place the repository's root is computed.
+REPO_ROOT = Path(__file__).resolve().parents[2]
+#: The checkout helper_lib runs from (an editable install), or ``None`` for a pip install.
+CLONE_ROOT: Path | None = (REPO_ROOT if (REPO_ROOT / "pyproject.toml").is_file()
+                           and (REPO_ROOT / "data").is_dir() else None)
 
 
 def _owner_repo() -> str:

@@ -51,14 +51,15 @@ def _reachable(url: str) -> str | None:
 def _versions() -> Check:
     import torchvision
 
-    from .project import VERSION
+    from ..assets.project import VERSION
 
     return Check(True, f"Python {platform.python_version()}, torch {torch.__version__}, "
                        f"torchvision {torchvision.__version__}, helper_lib {VERSION}")
 
 
 def _device() -> Check:
-    from .utils import cpu_kind, get_device, resolve_precision
+    from ..fast.precision import cpu_kind, resolve_precision
+    from ..utils import get_device
 
     device = get_device("auto")
     try:
@@ -72,7 +73,13 @@ def _device() -> Check:
 
 
 def _data_checks() -> list[Check]:
-    from .data import DATA_ENV_VAR, RAW_FILES, data_mirrors, dataset_folder, resolve_data_root
+    from ..assets.datasets import (
+        DATA_ENV_VAR,
+        RAW_FILES,
+        data_mirrors,
+        dataset_folder,
+        resolve_data_root,
+    )
 
     checks = []
     for dataset in ("mnist", "fashion-mnist"):
@@ -102,7 +109,7 @@ def _data_checks() -> list[Check]:
 
 
 def _pretrained_checks() -> list[Check]:
-    from .pretrained import PRETRAINED_URL_ENV_VAR, locate, manifest, pretrained_url
+    from ..assets.pretrained import PRETRAINED_URL_ENV_VAR, locate, manifest, pretrained_url
 
     try:
         base = pretrained_url()
@@ -140,7 +147,7 @@ def _pretrained_checks() -> list[Check]:
 
 def run_doctor(measure: bool = True) -> tuple[list[Check], bool]:
     """All the checks, and whether a notebook can run here."""
-    from .downloads import cache_dir
+    from ..assets.downloads import cache_dir
 
     checks = [_versions(), _device(), Check(None, f"cache folder {cache_dir()}")]
     checks += _data_checks()

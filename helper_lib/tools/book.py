@@ -34,14 +34,13 @@ from pathlib import Path
 
 import nbformat
 
-from .project import binder_url, colab_url, launch_links
+from ..assets.project import REPO_ROOT, binder_url, colab_url, launch_links
+from ..utils import smoke_mode
 from .prose_numbers import Unbacked, format_unbacked, unbacked_numbers
-from .utils import smoke_mode
 
-__all__ = ["REPO", "BookError", "SiteReport", "asset_folders", "notebook_title",
+__all__ = ["BookError", "SiteReport", "asset_folders", "notebook_title",
            "execute_notebook", "build_site"]
 
-REPO = Path(__file__).resolve().parent.parent
 TEMPLATES = Path(__file__).resolve().parent / "book_templates"
 #: A file that marks a folder as written by :func:`build_site`, so a rebuild may empty it.
 MARKER = ".vae-site"
@@ -196,7 +195,7 @@ def _copy_readme_images(readme: str, out: Path) -> None:
     for src in re.findall(r"!\[[^\]]*\]\(([^)\s]+)\)", readme):
         if "://" in src:
             continue
-        source = REPO / src
+        source = REPO_ROOT / src
         if source.is_file():
             (out / src).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy2(source, out / src)
@@ -250,7 +249,7 @@ def build_site(
     out = Path(out)
     smoke = smoke_mode() if smoke is None else smoke
     paths = ([Path(p) for p in notebooks] if notebooks is not None
-             else sorted((REPO / "notebooks").glob("[0-9][0-9]_*.ipynb")))
+             else sorted((REPO_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")))
     if not paths:
         raise BookError("no notebooks to build")
     for p in paths:
@@ -308,7 +307,7 @@ def build_site(
         report.slides.append(f"{name}.slides.html")
         report.handouts.append(f"handouts/{name}.ipynb")
 
-    readme = REPO / "README.md"
+    readme = REPO_ROOT / "README.md"
     table = _contents_table([(n, t) for n, t, _ in executed], smoke)
     index_nb = _readme_notebook(readme, names, table)
     _copy_readme_images(readme.read_text(encoding="utf-8"), out)

@@ -12,9 +12,10 @@ import time
 
 import torch
 
-from .losses import vae_loss
-from .models import ConvVAE
-from .utils import get_device, resolve_precision
+from ..fast.precision import resolve_precision
+from ..losses import vae_loss
+from ..models import ConvVAE
+from ..utils import get_device
 
 __all__ = ["seconds_per_epoch"]
 

@@ -26,18 +26,18 @@ from pathlib import Path
 from typing import Any
 
 from .downloads import DownloadError, cache_dir, check_base_url, fetch, sha256_file
-from .project import CLONE_ROOT, pretrained_base_url
+from .project import CLONE_ROOT, REPO_ROOT, pretrained_base_url
 
 __all__ = ["PRETRAINED_URL_ENV_VAR", "MANIFEST_PATH", "PRETRAINED_DIR", "CLONE_PRETRAINED_DIR",
            "PretrainedCorruptError", "PretrainedUnavailableError", "manifest", "pretrained_url",
-           "Location", "locate", "pretrained_file"]
+           "SHIPPED_MODELS", "Location", "locate", "pretrained_file"]
 
 #: Overrides the download address: every file is then fetched as ``$VAE_PRETRAINED_URL/<name>``.
 PRETRAINED_URL_ENV_VAR = "VAE_PRETRAINED_URL"
 MANIFEST_PATH = Path(__file__).resolve().parent / "pretrained_files.json"
 #: The folder of shipped files in a clone: ``data/pretrained/`` beside the package (committed to
 #: git; see data/pretrained/README.md). Outside a clone it does not exist.
-PRETRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "pretrained"
+PRETRAINED_DIR = REPO_ROOT / "data" / "pretrained"
 #: :data:`PRETRAINED_DIR` when helper_lib runs from a clone that has it, else ``None``.
 CLONE_PRETRAINED_DIR: Path | None = (
     PRETRAINED_DIR if CLONE_ROOT is not None and PRETRAINED_DIR.is_dir() else None)
@@ -56,6 +56,11 @@ class PretrainedUnavailableError(DownloadError):
 def manifest() -> dict[str, dict[str, Any]]:
     """``{file name: {"sha256": ..., "bytes": ..., ["epochs": ..., "command": ...]}}``."""
     return json.loads(MANIFEST_PATH.read_text(encoding="utf-8"))["files"]
+
+
+#: The name of every shipped model (``<name>.pt`` in the manifest), e.g. ``"conv_vae_mnist"``.
+SHIPPED_MODELS: tuple[str, ...] = tuple(
+    n.removesuffix(".pt") for n in sorted(manifest()) if n.endswith(".pt"))
 
 
 def _check_file_name(name: str) -> dict[str, Any]:
@@ -124,22 +129,18 @@ def pretrained_file(name: str) -> Path:
     try:
         return fetch([url], _cache_path(name), entry["sha256"], what=name)
     except DownloadError as err:
-        raise PretrainedUnavailableError(f"{err}\n{_training_cost(name, entry)}") from None
+        raise PretrainedUnavailableError(f"{err}\n{_training_cost(entry)}") from None
 
 
-def _training_cost(name: str, entry: dict[str, Any]) -> str:
-    """What training the model of ``name`` here would cost, measured on a few batches."""
+def _training_cost(entry: dict[str, Any]) -> str:
+    """What training the model here instead would take: its epochs and its recorded command.
+
+    Nothing is timed here (an error message must come at once): ``python -m helper_lib doctor``
+    measures one epoch on this machine."""
     epochs = entry.get("epochs")
     if not epochs:
         return ""
-    try:
-        from .speed import seconds_per_epoch
-
-        per_epoch = seconds_per_epoch(batch_size=entry.get("batch_size", 256))
-        cost = (f"Training it here instead would take {epochs} epochs at about "
-                f"{per_epoch:.0f} s each (measured now on a few batches): about "
-                f"{epochs * per_epoch / 60:.0f} min.")
-    except Exception as err:  # a failed estimate must not hide the real error
-        cost = f"Training it here instead would take {epochs} epochs (no estimate: {err})."
-    return (f"{cost} The notebook does not do that silently: set TRAIN_FROM_SCRATCH = True, or "
-            f"run `{entry.get('command', 'python -m helper_lib train ...')}`.")
+    return (f"Training it here instead would take {epochs} epochs (`python -m helper_lib doctor` "
+            f"measures how long one epoch takes on this machine). The notebook does not do that "
+            f"silently: set TRAIN_FROM_SCRATCH = True, or run "
+            f"`{entry.get('command', 'python -m helper_lib train ...')}`.")

@@ -65,7 +65,7 @@ def _titles() -> dict[str, str]:
     once per run, and only in a clone, where the notebooks are)."""
     import nbformat
 
-    from .project import CLONE_ROOT
+    from ..assets.project import CLONE_ROOT
 
     out: dict[str, str] = {}
     if CLONE_ROOT is None:
@@ -155,9 +155,8 @@ def _matplotlib_cache() -> str:
 def _inputs(notebooks: set[str | None]) -> Path:
     """Fetch (where missing) what the submissions read, since the sandbox has no network: the
     datasets, and the shipped models; returns the models' folder."""
-    from .checkpoints import PRETRAINED_DIR
-    from .data import get_dataloaders
-    from .pretrained import manifest, pretrained_file
+    from ..assets.pretrained import PRETRAINED_DIR, manifest, pretrained_file
+    from ..data import get_dataloaders
 
     get_dataloaders("mnist", batch_size=256)
     if "09_latent_arithmetic" in notebooks:
@@ -169,7 +168,7 @@ def _inputs(notebooks: set[str | None]) -> Path:
 
 def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
              pretrained: Path, sandboxed: bool = True) -> None:
-    from .data import resolve_data_root
+    from ..assets.datasets import resolve_data_root
 
     scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
     shutil.copyfile(sub.path, scratch / "submission.ipynb")

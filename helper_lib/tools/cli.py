@@ -25,7 +25,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from .checkpoints import (
+from ..analysis.report import evaluation_report
+from ..assets.datasets import DatasetCorruptError, DatasetNotFoundError
+from ..assets.downloads import DownloadError
+from ..checkpoints import (
     CheckpointError,
     load_checkpoint,
     load_model,
@@ -33,15 +36,14 @@ from .checkpoints import (
     save_checkpoint,
     write_sha256,
 )
-from .data import DatasetCorruptError, DatasetNotFoundError, get_dataloaders
-from .downloads import DownloadError
-from .evaluate import REFERENCE_EVAL, evaluate_model, model_device, reference_eval
-from .history import History
-from .models import count_parameters
-from .registry import CLI_ALIASES, MODEL_TYPES, model_type
-from .report import evaluation_report
-from .train import RECIPES, SCHEDULES, check_training_args, train_model
-from .utils import SettingsError, check_whole_number, get_device, resolve_precision, set_seed
+from ..data import get_dataloaders
+from ..evaluate import REFERENCE_EVAL, evaluate_model, model_device, reference_eval
+from ..fast.precision import resolve_precision
+from ..history import History
+from ..model_types import CLI_ALIASES, MODEL_TYPES, model_type
+from ..models import count_parameters
+from ..train import RECIPES, SCHEDULES, check_training_args, train_model
+from ..utils import SettingsError, check_whole_number, get_device, set_seed
 
 #: ``--model``: a type of :data:`helper_lib.registry.MODEL_TYPES`, or an older spelling of one.
 MODEL_CHOICES = {**{name: name for name in MODEL_TYPES}, **CLI_ALIASES}
@@ -71,7 +73,7 @@ def _write_figures(model: nn.Module, history: History | None, test_loader: Any,
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from . import plotting
+    from .. import plotting
 
     out.mkdir(parents=True, exist_ok=True)
     written = []
@@ -160,7 +162,7 @@ def cmd_train(args: argparse.Namespace, argv: Sequence[str]) -> int:
     )
     snapshots = None
     if args.snapshots:
-        from .film import film_from_snapshots, lecture_snapshots, save_film
+        from ..analysis.film import film_from_snapshots, lecture_snapshots, save_film
 
         if not is_vae:
             raise SettingsError("--snapshots records the latent space of a VAE (--model vae)")
@@ -286,7 +288,7 @@ def cmd_sample(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .plotting import plot_samples
+    from ..plotting import plot_samples
 
     model = load_model(args.checkpoint)
     fig = plot_samples(model, n=args.n, seed=args.seed, nrow=args.nrow)
@@ -320,7 +322,7 @@ def cmd_compare(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import matplotlib
 
     matplotlib.use("Agg")
-    from .plotting import plot_recipes
+    from ..plotting import plot_recipes
 
     labels = args.labels or [Path(c).stem for c in args.checkpoints]
     if len(labels) != len(args.checkpoints):
@@ -536,8 +538,8 @@ def cmd_doctor(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_manifest(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .checkpoints import write_manifest
-    from .pretrained import manifest
+    from ..assets.pretrained import manifest
+    from ..checkpoints import write_manifest
 
     path = write_manifest()
     print(f"wrote {path} ({len(manifest())} files)")
@@ -545,8 +547,8 @@ def cmd_manifest(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 
 def cmd_film(args: argparse.Namespace, argv: Sequence[str]) -> int:
-    from .film import load_film
-    from .film_plots import animate_film, save_gif
+    from ..analysis.film import load_film
+    from ..analysis.film_plots import animate_film, save_gif
 
     film = load_film(args.snapshots)
     path = save_gif(animate_film(film), args.out, fps=args.fps, dpi=args.dpi)

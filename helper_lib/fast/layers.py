@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from .utils import env_flag
+from ..utils import env_flag
 
 __all__ = ["ConvStack", "ConvTranspose2d", "Sigmoid", "FUSED_ENV_VAR", "fusion_enabled"]
 

@@ -23,7 +23,7 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .evaluate import inference
+from ..evaluate import inference
 
 __all__ = ["ink", "slant", "brightness", "width", "attribute_vector", "ArithmeticResult",
            "latent_arithmetic"]

@@ -15,11 +15,12 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader
 
-from .checkpoints import load_pretrained
-from .registry import MODEL_TYPES, PRETRAINED, Spec
+from ..checkpoints import load_pretrained
+from ..model_types import MODEL_TYPES
+from ..train import RECIPES, train_model
+from ..utils import get_device, set_seed
+from .registry import PRETRAINED, Spec
 from .report import evaluation_report
-from .train import RECIPES, train_model
-from .utils import get_device, set_seed
 
 __all__ = ["get_model", "get_classifier", "get_report"]
 

@@ -22,8 +22,8 @@ from typing import Any
 
 import torch
 
+from ..utils import env_flag, smoke_mode
 from .exercises import EXERCISES, answer_to_plain, exercise, function_inputs
-from .utils import env_flag, smoke_mode
 
 __all__ = ["STRICT_ENV_VAR", "Verdict", "check", "score"]
 
@@ -105,7 +105,7 @@ def _calls(plain: Any) -> list[Any]:
 
 @functools.cache
 def _shipped(name: str) -> torch.nn.Module:
-    from .checkpoints import load_pretrained
+    from ..checkpoints import load_pretrained
 
     model = load_pretrained(name, "cpu")
     if model is None:  # pragma: no cover - load_pretrained raises when the file is missing
@@ -116,7 +116,7 @@ def _shipped(name: str) -> torch.nn.Module:
 @functools.cache
 def _mnist(split: str) -> tuple[torch.Tensor, torch.Tensor]:
     """All images and labels of the MNIST ``split`` (``train`` in the loader's seeded order)."""
-    from .data import get_dataloaders
+    from ..data import get_dataloaders
 
     train, _, test = get_dataloaders("mnist", batch_size=256, seed=123)
     if split == "test":
@@ -141,7 +141,7 @@ def _judge(images: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
 
 # ------------------------------------------------------------------------- the checkers
 def _c01_1(plain: Any) -> str:
-    from .models import ConvAutoencoder, ConvVAE, count_parameters
+    from ..models import ConvAutoencoder, ConvVAE, count_parameters
 
     a = _numbers(plain, (2,), "two ints (autoencoder, VAE)")
     ref = torch.tensor([count_parameters(ConvAutoencoder(10)), count_parameters(ConvVAE(10))])
@@ -312,7 +312,7 @@ def _c05_1(plain: Any) -> str:
 
 @functools.cache
 def _misread_class_means() -> list[int]:
-    from .evaluate import collect_latents
+    from ..evaluate import collect_latents
 
     vae = _shipped("conv_vae_mnist")
     images, labels = _mnist("test")
@@ -335,7 +335,7 @@ def _c05_2(plain: Any) -> str:
 
 @functools.cache
 def _iw_reference() -> torch.Tensor:
-    from .evaluate import importance_weighted_log_likelihood
+    from ..evaluate import importance_weighted_log_likelihood
 
     images, labels = _mnist("test")
     loader = loader_of(images[:100], labels[:100])  # the estimate is seeded inside
@@ -355,8 +355,8 @@ def _c06_1(plain: Any) -> str:
 
 @functools.cache
 def _ink_ratio() -> torch.Tensor:
-    from .attributes import ink
-    from .evaluate import importance_weighted_log_likelihood
+    from ..analysis.attributes import ink
+    from ..evaluate import importance_weighted_log_likelihood
 
     images, labels = _mnist("test")
     elbo = importance_weighted_log_likelihood(_shipped("conv_vae_mnist"),
@@ -386,7 +386,7 @@ def _c07_1(plain: Any) -> str:
 
 
 def _c07_2(plain: Any) -> str:
-    from .sample_quality import frechet_distance, gaussian_stats
+    from ..analysis.sample_quality import frechet_distance, gaussian_stats
 
     results = _calls(plain)
     for (x,), got in zip(function_inputs("07.2"), results, strict=True):
@@ -407,7 +407,7 @@ def _c07_2(plain: Any) -> str:
 
 @functools.cache
 def _fitted_trace() -> float:
-    from .sample_quality import fit_code_gaussian
+    from ..analysis.sample_quality import fit_code_gaussian
 
     images, labels = _mnist("train")
     _, cov = fit_code_gaussian(_shipped("sweep_vae_d16"),  # 2,000 images: within 0.1 of 10,000
@@ -431,8 +431,8 @@ def _c07_3(plain: Any) -> str:
 
 @functools.cache
 def _second_axis_opens() -> int:
-    from .film import load_film
-    from .pretrained import pretrained_file
+    from ..analysis.film import load_film
+    from ..assets.pretrained import pretrained_file
 
     film = load_film(pretrained_file("conv_vae_mnist_fast.snapshots.npz"))
     smaller = [float(torch.linalg.eigvalsh(torch.cov(torch.from_numpy(m.astype("float32")).T))
@@ -451,7 +451,7 @@ def _c08_1(plain: Any) -> str:
 
 @functools.cache
 def _low_share() -> torch.Tensor:
-    from .posterior import aggregate_log_density
+    from ..analysis.posterior import aggregate_log_density
 
     vae16 = _shipped("sweep_vae_d16")
     with torch.no_grad():
@@ -474,7 +474,7 @@ def _c09_1(plain: Any) -> str:
 
 @functools.cache
 def _inks_along() -> list[torch.Tensor]:
-    from .attributes import ink
+    from ..analysis.attributes import ink
 
     vae16 = _shipped("sweep_vae_d16")
     with torch.no_grad():

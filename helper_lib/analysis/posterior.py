@@ -3,8 +3,8 @@
 For a latent space of two dimensions the posterior can be computed directly: on a fine grid of
 ``z``, ``log p(z | x) = log p(x | z) + log p(z) - log p(x)``, where ``log p(x)`` is the
 log-sum-exp over the grid times the cell area. The gap between the ELBO and ``log p(x)`` is
-``KL(q(z | x) || p(z | x))``, which the grid gives as well. :func:`quantile_grid` is the fixed
-grid of codes that the manifold plot and the training film decode.
+``KL(q(z | x) || p(z | x))``, which the grid gives as well. (The fixed grid of codes that the
+manifold plot and the training film decode is :func:`helper_lib.evaluate.quantile_grid`.)
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ from typing import NamedTuple
 import torch
 from torch import Tensor, nn
 
-from .evaluate import inference, log_likelihood_of_x
+from ..evaluate import inference, log_likelihood_of_x
 
 __all__ = ["GridPosterior", "Moments", "GapSplit", "true_posterior_grid",
            "zoomed_posterior_grid", "grid_moments", "gap_split", "aggregate_log_density",
-           "grid_kl_to_prior", "quantile_grid"]
+           "grid_kl_to_prior"]
 
 
 class GridPosterior(NamedTuple):
@@ -242,10 +242,3 @@ def grid_kl_to_prior(axis: Tensor, log_q: Tensor) -> tuple[float, float]:
     return kl, mass
 
 
-def quantile_grid(n: int = 15, quantiles: tuple[float, float] = (0.05, 0.95)) -> Tensor:
-    """``[n * n, 2]`` codes at evenly spaced N(0, 1) quantiles along each axis, row by row from
-    the top (largest ``z_2``) and left to right (growing ``z_1``): the layout of an image grid,
-    in which each image covers an equal share of the prior's mass."""
-    axis = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(*quantiles, n))
-    z2, z1 = torch.meshgrid(axis.flip(0), axis, indexing="ij")
-    return torch.stack([z1.reshape(-1), z2.reshape(-1)], dim=1)

@@ -22,7 +22,7 @@ import torch
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
 
-from .evaluate import collect_latents, inference
+from ..evaluate import collect_latents, inference
 
 __all__ = [
     "gaussian_stats",
