@@ -18,7 +18,7 @@ from collections.abc import Callable
 
 import torch
 
-from helper_lib.utils import tune_cpu_allocator
+from helper_lib.fast.allocator import tune_cpu_allocator
 
 aten = torch.ops.aten
 CL = torch.channels_last

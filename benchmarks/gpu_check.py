@@ -21,7 +21,7 @@ import time
 import torch
 
 from helper_lib import ConvVAE, get_dataloaders, set_seed, train_vae
-from helper_lib.utils import resolve_precision
+from helper_lib.fast.precision import resolve_precision
 
 
 def main() -> int:

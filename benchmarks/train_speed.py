@@ -18,8 +18,8 @@ seed, for the same number of batches.
 
 Each measurement runs in a fresh worker process and the two alternate (A B A B ...), each pair
 giving a ratio, because part of the library's speed-up (the glibc allocator setting in
-``helper_lib.utils.tune_cpu_allocator``) is process-wide and cannot be undone, so a reference
-loop sharing the process would silently inherit it. The first batches of each worker are a
+``helper_lib.fast.allocator.tune_cpu_allocator``) is process-wide and cannot be undone, so a
+reference loop sharing the process would silently inherit it. The first batches of each worker are a
 warm-up and are not timed.
 """
 
@@ -75,7 +75,7 @@ def _reference_worker(batches: int, seed: int) -> dict:
     from torch.utils.data import DataLoader
     from torchvision import datasets, transforms
 
-    from helper_lib.data import resolve_data_root
+    from helper_lib.assets.datasets import resolve_data_root
     from helper_lib.models import ConvVAE
 
     torch.manual_seed(seed)
@@ -124,7 +124,7 @@ def _library_worker(batches: int, seed: int, precision: str = "auto") -> dict:
     t0 = time.perf_counter()
     history = train_vae(model, timed, epochs=1, precision=precision, progress=False)
     seconds = time.perf_counter() - t0
-    from helper_lib.utils import resolve_precision
+    from helper_lib.fast.precision import resolve_precision
 
     return {"images_per_s": batches * BATCH / seconds,
             "loss_last10": statistics.fmean(history.batch["total"][-10:]),
@@ -138,7 +138,7 @@ def _peak_worker() -> dict:
     from torch.utils.flop_counter import FlopCounterMode
 
     from helper_lib import ConvVAE
-    from helper_lib.utils import cpu_has_native_bf16
+    from helper_lib.fast.precision import cpu_has_native_bf16
 
     peaks = {}
     n = 2048
@@ -203,8 +203,8 @@ def _lever_worker(batches: int, seed: int, lever: str) -> dict:
     import torch
 
     from helper_lib import ConvVAE, get_dataloaders
+    from helper_lib.fast.allocator import tune_cpu_allocator
     from helper_lib.losses import vae_loss
-    from helper_lib.utils import tune_cpu_allocator
 
     active = LEVERS[lever]
     if "implicit_bf16" in active:  # oneDNN runs fp32 convolutions and matmuls in bf16 itself
@@ -338,8 +338,8 @@ def main() -> None:
 
     import torch
 
-    from helper_lib.cli import _device_name
-    from helper_lib.utils import cpu_kind, resolve_precision
+    from helper_lib.fast.precision import cpu_kind, resolve_precision
+    from helper_lib.tools.cli import _device_name
 
     kind = cpu_kind()
     print(f"{_device_name(torch.device('cpu'))}; torch {torch.__version__}, "

@@ -36,7 +36,8 @@ def smoke_executed_notebooks(tmp_path_factory) -> list[Path]:
     """Every ``notebooks/*.ipynb`` executed in smoke mode, written under its own name to a
     temporary folder, in name order: the executions of this session's acceptance test where
     there are any, else executed here (in notebooks/, as the site build does)."""
-    from helper_lib.book import REPO, execute_notebook
+    from helper_lib.assets.project import REPO_ROOT as REPO
+    from helper_lib.tools.book import execute_notebook
 
     folder = tmp_path_factory.mktemp("smoke_executed")
     paths = sorted((REPO / "notebooks").glob("*.ipynb"))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helper_lib.attributes import attribute_vector, ink, slant
+from helper_lib.analysis.attributes import attribute_vector, ink, slant
 
 
 def _line(top_col: float, bottom_col: float, width: int = 1) -> torch.Tensor:
@@ -43,7 +43,7 @@ def test_attribute_vector_points_from_the_least_to_the_most():
 
 
 def test_brightness_and_width_measure_grey_level_and_horizontal_spread():
-    from helper_lib.attributes import brightness, width
+    from helper_lib.analysis.attributes import brightness, width
 
     narrow, wide = torch.zeros(1, 28, 28), torch.zeros(1, 28, 28)
     narrow[0, :, 13:15] = 1.0
@@ -81,7 +81,7 @@ class _LeftRight(torch.nn.Module):
 
 
 def test_latent_arithmetic_measures_the_decoded_attribute_and_the_classifier_agreement():
-    from helper_lib.attributes import latent_arithmetic
+    from helper_lib.analysis.attributes import latent_arithmetic
 
     def centre(images):
         return (images[:, 0, 0] * torch.arange(28.0)).sum(1) / images[:, 0, 0].sum(1)

@@ -8,7 +8,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from helper_lib.layers import ConvStack, ConvTranspose2d
+from helper_lib.fast.layers import ConvStack, ConvTranspose2d
 from helper_lib.models import ConvVAE, Trim, count_parameters
 
 _SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "train_speed.py"

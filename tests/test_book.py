@@ -14,8 +14,9 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helper_lib.book import MARKER, REPO, BookError, _drop_widget_views, build_site
-from helper_lib.cli import main
+from helper_lib.assets.project import REPO_ROOT as REPO
+from helper_lib.tools.book import MARKER, BookError, _drop_widget_views, build_site
+from helper_lib.tools.cli import main
 
 NB04 = REPO / "notebooks" / "04_vae_loss.ipynb"
 
@@ -49,7 +50,7 @@ def test_the_site_has_an_index_a_page_slides_and_a_handout_per_notebook(unexecut
     index = (out / "index.html").read_text()
     assert 'href="04_vae_loss.html"' in index and 'href="04_vae_loss.slides.html"' in index
     assert 'href="notebooks/04_vae_loss.ipynb"' not in index  # the README's link: the page
-    from helper_lib.project import binder_url, colab_url
+    from helper_lib.assets.project import binder_url, colab_url
 
     for url in (colab_url("04_vae_loss.ipynb"), binder_url("04_vae_loss.ipynb")):
         assert f'href="{html.escape(url)}"' in index  # the launch links, in the README's table

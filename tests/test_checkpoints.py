@@ -1,12 +1,12 @@
 import pytest
 import torch
 
+from helper_lib.assets.downloads import sha256_file
 from helper_lib.checkpoints import (
     CheckpointError,
     load_checkpoint,
     load_model,
     save_checkpoint,
-    sha256_file,
     write_sha256,
 )
 from helper_lib.models import ConvAutoencoder, ConvVAE

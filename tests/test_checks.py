@@ -18,8 +18,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from helper_lib.checks import Verdict, check, score
-from helper_lib.exercises import (
+from helper_lib.tools.checks import Verdict, check, score
+from helper_lib.tools.exercises import (
     EXERCISES,
     NOTEBOOKS,
     UNANSWERED,
@@ -83,7 +83,7 @@ def _wrong_answers() -> dict[str, object]:
 
 
 def _fd(a, b):
-    from helper_lib.sample_quality import frechet_distance, gaussian_stats
+    from helper_lib.analysis.sample_quality import frechet_distance, gaussian_stats
 
     return frechet_distance(*gaussian_stats(a), *gaussian_stats(b))
 
@@ -192,7 +192,7 @@ def _names(source: str) -> tuple[set[str], set[str]]:
 
 @pytest.mark.parametrize("stem", sorted(NOTEBOOKS))
 def test_the_handout_stubs_every_answer_and_needs_nothing_from_a_solution(stem):
-    from helper_lib.book import handout
+    from helper_lib.tools.book import handout
 
     source = Path(__file__).resolve().parent.parent / "notebooks" / f"{stem}.ipynb"
     nb = handout(source)
@@ -214,7 +214,7 @@ def test_the_handout_stubs_every_answer_and_needs_nothing_from_a_solution(stem):
 def test_a_handout_runs_top_to_bottom_and_says_not_answered_yet(stem, tmp_path, monkeypatch):
     from nbclient import NotebookClient
 
-    from helper_lib.book import handout
+    from helper_lib.tools.book import handout
 
     monkeypatch.setenv("VAE_SMOKE", "1")
     monkeypatch.setenv("VAE_CHECK_STRICT", "1")

@@ -5,8 +5,9 @@ import sys
 import pytest
 import torch
 
-from helper_lib.checkpoints import load_model, sha256_file
-from helper_lib.cli import main
+from helper_lib.assets.downloads import sha256_file
+from helper_lib.checkpoints import load_model
+from helper_lib.tools.cli import main
 
 
 def _run(*args, **kwargs):
@@ -81,7 +82,7 @@ def test_unknown_model_is_rejected():
 
 
 def test_cpu_device_name_comes_from_cpuinfo(tmp_path):
-    from helper_lib.cli import _device_name
+    from helper_lib.tools.cli import _device_name
 
     info = tmp_path / "cpuinfo"
     info.write_text("processor\t: 0\nvendor_id\t: GenuineIntel\n"
@@ -116,7 +117,7 @@ def test_a_second_train_in_the_same_folder_resumes_checks_settings_or_starts_fre
 
 
 def test_train_help_shows_every_default(monkeypatch):
-    from helper_lib.cli import build_parser
+    from helper_lib.tools.cli import build_parser
 
     monkeypatch.setenv("COLUMNS", "300")  # no line wrapping inside "(default: vae)"
 

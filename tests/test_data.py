@@ -4,7 +4,8 @@ import pytest
 import torch
 from torchvision import datasets, transforms
 
-from helper_lib.data import DATA_ENV_VAR, DatasetNotFoundError, get_dataloaders, resolve_data_root
+from helper_lib.assets.datasets import DATA_ENV_VAR, DatasetNotFoundError, resolve_data_root
+from helper_lib.data import get_dataloaders
 
 
 def test_batches_have_the_documented_shapes_and_range(mnist_loaders):
@@ -87,7 +88,7 @@ def test_data_root_precedence(monkeypatch, tmp_path):
     assert resolve_data_root() == (tmp_path / "env").resolve()
     monkeypatch.delenv(DATA_ENV_VAR)
     # Then the cache (where downloads go), unless the clone's data/ already holds the files.
-    import helper_lib.data as data
+    import helper_lib.assets.datasets as data
 
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "cache"))
     clone_has_files = any((data.REPO_ROOT / "data" / d / "raw").is_dir()

@@ -8,11 +8,11 @@ import socket
 import pytest
 from loopback import Loopback
 
-from helper_lib import pretrained
-from helper_lib.checkpoints import PRETRAINED_DIR
-from helper_lib.cli import main
-from helper_lib.doctor import run_doctor
-from helper_lib.speed import seconds_per_epoch
+from helper_lib.assets import pretrained
+from helper_lib.assets.pretrained import PRETRAINED_DIR
+from helper_lib.tools.cli import main
+from helper_lib.tools.doctor import run_doctor
+from helper_lib.tools.speed import seconds_per_epoch
 
 
 def _closed_port() -> int:
@@ -49,7 +49,7 @@ def test_models_on_a_mirror_and_data_to_download_count_as_ready(tmp_path, monkey
     monkeypatch.setattr(pretrained, "CLONE_PRETRAINED_DIR", None)
     monkeypatch.setenv("VAE_CACHE_DIR", str(tmp_path / "cache"))
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
-    import helper_lib.data as data
+    import helper_lib.assets.datasets as data
 
     monkeypatch.setattr(data, "IN_CLONE", False)  # data goes to <cache>/data
     with Loopback() as srv:

@@ -16,16 +16,18 @@ import pytest
 from filelock import FileLock
 from loopback import Loopback
 
-from helper_lib import downloads, pretrained
-from helper_lib.checkpoints import PRETRAINED_DIR, load_pretrained, load_pretrained_history
-from helper_lib.data import RAW_SHA256, fetch_raw_files, get_dataloaders
-from helper_lib.downloads import DownloadError, fetch
-from helper_lib.pretrained import (
+from helper_lib.assets import downloads, pretrained
+from helper_lib.assets.datasets import RAW_SHA256, fetch_raw_files
+from helper_lib.assets.downloads import DownloadError, fetch
+from helper_lib.assets.pretrained import (
+    PRETRAINED_DIR,
     PretrainedUnavailableError,
     locate,
     manifest,
     pretrained_file,
 )
+from helper_lib.checkpoints import load_pretrained, load_pretrained_history
+from helper_lib.data import get_dataloaders
 from helper_lib.utils import SettingsError
 
 BLOB = os.urandom(200_000)
@@ -250,7 +252,7 @@ def test_an_address_that_is_not_a_http_server_gives_one_error(outside_the_clone,
 
 def test_mnist_is_fetched_from_the_mirror_once_verified_by_the_uncompressed_hash(
         tmp_path, monkeypatch):
-    from helper_lib.data import resolve_data_root
+    from helper_lib.assets.datasets import resolve_data_root
 
     here = fetch_raw_files("mnist", resolve_data_root())  # this machine's files, to serve
     with Loopback() as srv:
@@ -273,7 +275,7 @@ def test_mnist_is_fetched_from_the_mirror_once_verified_by_the_uncompressed_hash
 
 
 def test_with_vae_data_dir_set_nothing_is_downloaded(tmp_path, monkeypatch):
-    from helper_lib.data import DatasetNotFoundError
+    from helper_lib.assets.datasets import DatasetNotFoundError
 
     with Loopback() as srv:
         monkeypatch.setenv("VAE_DATA_DIR", str(tmp_path / "empty"))
@@ -285,7 +287,7 @@ def test_with_vae_data_dir_set_nothing_is_downloaded(tmp_path, monkeypatch):
 
 def test_offline_with_the_files_missing_the_error_names_the_folder_and_the_addresses(
         tmp_path, monkeypatch):
-    from helper_lib.data import DatasetNotFoundError
+    from helper_lib.assets.datasets import DatasetNotFoundError
 
     monkeypatch.delenv("VAE_DATA_DIR", raising=False)
     with socket.socket() as s:

@@ -14,8 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
+from helper_lib.assets.datasets import DatasetCorruptError
 from helper_lib.checkpoints import CheckpointError, load_checkpoint, save_checkpoint
-from helper_lib.data import DatasetCorruptError, get_dataloaders
+from helper_lib.data import get_dataloaders
 from helper_lib.models import ConvAutoencoder, ConvVAE
 from helper_lib.train import train_autoencoder, train_vae
 from helper_lib.utils import SettingsError
@@ -94,7 +95,7 @@ class _Evil:
 def _copy_raw(tmp_path: Path) -> Path:
     raw = tmp_path / "MNIST" / "raw"
     raw.mkdir(parents=True)
-    from helper_lib.data import fetch_raw_files
+    from helper_lib.assets.datasets import fetch_raw_files
 
     for f in fetch_raw_files("mnist").iterdir():  # this machine's files (downloaded if need be)
         if not f.name.endswith(".gz"):

@@ -160,7 +160,7 @@ def test_iw_log_likelihood_is_exact_for_a_linear_gaussian_model_with_any_alpha(a
 
 
 def test_the_grid_posterior_matches_the_closed_form_of_a_linear_gaussian_model():
-    from helper_lib.posterior import true_posterior_grid
+    from helper_lib.analysis.posterior import true_posterior_grid
 
     model = _LinearGaussianVAE(sigma2=0.5)
     x = torch.randn(1, 1, 2, 3, generator=torch.Generator().manual_seed(1), dtype=torch.float64)
@@ -178,7 +178,7 @@ def test_the_grid_posterior_matches_the_closed_form_of_a_linear_gaussian_model()
 
 
 def test_the_zoomed_grid_agrees_with_one_fine_grid_on_a_shifted_encoder():
-    from helper_lib.posterior import true_posterior_grid, zoomed_posterior_grid
+    from helper_lib.analysis.posterior import true_posterior_grid, zoomed_posterior_grid
 
     model = _LinearGaussianVAE(sigma2=0.5)
     x = torch.randn(1, 1, 2, 3, generator=torch.Generator().manual_seed(2), dtype=torch.float64)
@@ -196,7 +196,7 @@ def test_the_zoomed_grid_agrees_with_one_fine_grid_on_a_shifted_encoder():
 def test_the_aggregate_density_is_the_mixture_of_the_encoder_gaussians():
     from torch import distributions as D
 
-    from helper_lib.posterior import aggregate_log_density
+    from helper_lib.analysis.posterior import aggregate_log_density
 
     g = torch.Generator().manual_seed(3)
     mu, logvar = torch.randn(50, 3, generator=g), torch.randn(50, 3, generator=g) * 0.5
@@ -209,7 +209,7 @@ def test_the_aggregate_density_is_the_mixture_of_the_encoder_gaussians():
 
 
 def test_grid_moments_recover_a_gaussians_mean_spread_and_correlation():
-    from helper_lib.posterior import GridPosterior, grid_moments
+    from helper_lib.analysis.posterior import GridPosterior, grid_moments
 
     axis = torch.linspace(-3, 3, 301, dtype=torch.float64)
     z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
@@ -251,7 +251,7 @@ def test_the_report_computes_the_test_losses_in_one_pass(monkeypatch):
 def test_leave_one_out_drops_each_points_own_component_and_only_that():
     from torch import distributions as D
 
-    from helper_lib.posterior import aggregate_log_density
+    from helper_lib.analysis.posterior import aggregate_log_density
 
     g = torch.Generator().manual_seed(4)
     mu, logvar = torch.randn(40, 2, generator=g), torch.full((40, 2), -4.0)  # narrow: sd 0.14
@@ -277,7 +277,7 @@ def test_leave_one_out_drops_each_points_own_component_and_only_that():
 
 
 def test_the_grid_kl_to_the_prior_matches_the_closed_form_of_a_gaussian():
-    from helper_lib.posterior import grid_kl_to_prior
+    from helper_lib.analysis.posterior import grid_kl_to_prior
 
     axis = torch.linspace(-6, 6, 121, dtype=torch.float64)  # step 0.1, one sd of q below
     z2, z1 = torch.meshgrid(axis, axis, indexing="ij")
@@ -293,7 +293,7 @@ def test_the_grid_kl_to_the_prior_matches_the_closed_form_of_a_gaussian():
 
 
 def test_the_gap_split_adds_up_and_finds_each_cause_alone():
-    from helper_lib.posterior import GridPosterior, gap_split
+    from helper_lib.analysis.posterior import GridPosterior, gap_split
 
     axis = torch.linspace(-3, 3, 401, dtype=torch.float64)
     z2, z1 = torch.meshgrid(axis, axis, indexing="ij")

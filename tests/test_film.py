@@ -9,9 +9,7 @@ import pytest
 import torch
 
 from helper_lib import ConvVAE, train_vae
-from helper_lib.cli import main
-from helper_lib.data import get_dataloaders
-from helper_lib.film import (
+from helper_lib.analysis.film import (
     EARLY_STEPS,
     film_from_snapshots,
     lecture_snapshots,
@@ -19,8 +17,10 @@ from helper_lib.film import (
     save_film,
     snapshot_steps,
 )
-from helper_lib.film_plots import animate_film, film_html
-from helper_lib.posterior import quantile_grid
+from helper_lib.analysis.film_plots import animate_film, film_html
+from helper_lib.data import get_dataloaders
+from helper_lib.evaluate import quantile_grid
+from helper_lib.tools.cli import main
 
 
 def test_snapshot_steps_are_the_early_steps_then_every_epoch_end():
@@ -31,7 +31,7 @@ def test_snapshot_steps_are_the_early_steps_then_every_epoch_end():
 
 
 def test_the_running_mean_keeps_the_ends_level():
-    from helper_lib.film_plots import running_mean
+    from helper_lib.analysis.film_plots import running_mean
 
     np.testing.assert_allclose(running_mean(np.full(10, 4.0), 5), np.full(10, 4.0))
     np.testing.assert_allclose(running_mean(np.arange(5.0), 3), [0.5, 1, 2, 3, 3.5])
@@ -121,7 +121,7 @@ def test_train_snapshots_flag_is_refused_for_an_autoencoder(tmp_path, capsys):
 
 
 def test_the_kl_parts_add_up_to_the_closed_form_kl(small_film):
-    from helper_lib.film import kl_parts
+    from helper_lib.analysis.film import kl_parts
     from helper_lib.losses import kl_divergence
 
     film = load_film(small_film[0])

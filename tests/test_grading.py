@@ -20,10 +20,10 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from helper_lib import cli
-from helper_lib.book import handout
-from helper_lib.grading import GradingError, grade, recognise, students
-from helper_lib.sandbox import protections
+from helper_lib.tools import cli
+from helper_lib.tools.book import handout
+from helper_lib.tools.grading import GradingError, grade, recognise, students
+from helper_lib.tools.sandbox import protections
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "notebooks" / "03_logvar_trick.ipynb"
@@ -68,7 +68,7 @@ def graded(tmp_path_factory):
             'print("✓ exercise 03.2: correct\\n✓ exercise 03.3: correct\\nScore: 3/3")\n'
             'open("result.answers.json", "w").write(\'{"03.2": "correct", "03.3": "correct"}\')'],
         "patcher": [
-            "import helper_lib.exercises as ex, helper_lib.checks as ch\n"
+            "import helper_lib.tools.exercises as ex, helper_lib.tools.checks as ch\n"
             "fake = lambda *a, **k: '{\"03.2\": {\"points\": 1}, \"03.3\": \"correct\"}'\n"
             "ex.harvest, ex.answer_to_plain = fake, fake\n"
             "ch.check = check = lambda *a: print('✓ correct')\n"
@@ -218,7 +218,7 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys)
 
 
 def test_without_the_sandbox_it_refuses_unless_told(tmp_path, monkeypatch, capsys):
-    import helper_lib.sandbox as sandbox
+    import helper_lib.tools.sandbox as sandbox
 
     monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
     missing = [p.name for p in protections(60, 1000) if not p.active]
@@ -238,8 +238,8 @@ def test_the_source_notebooks_score_full_marks_through_the_sandbox(tmp_path):
     tolerances). About 2 minutes on 2 cores."""
     import gzip
 
-    from helper_lib.checks import score
-    from helper_lib.exercises import NOTEBOOKS
+    from helper_lib.tools.checks import score
+    from helper_lib.tools.exercises import NOTEBOOKS
 
     for stem in NOTEBOOKS:
         (tmp_path / "S" / stem).mkdir(parents=True)

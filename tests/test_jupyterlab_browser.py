@@ -29,9 +29,9 @@ _, _, test_loader = get_dataloaders(batch_size=256)
 codes, labels = collect_latents(model, test_loader, max_items=2000)
 latent_explorer(model, codes, labels)"""
 FILM = """from IPython.display import HTML
-from helper_lib.checkpoints import PRETRAINED_DIR
-from helper_lib.film import load_film
-from helper_lib.film_plots import animate_film, film_html
+from helper_lib.assets.pretrained import PRETRAINED_DIR
+from helper_lib.analysis.film import load_film
+from helper_lib.analysis.film_plots import animate_film, film_html
 HTML(film_html(animate_film(load_film(PRETRAINED_DIR / "conv_vae_mnist_fast.snapshots.npz"))))"""
 
 

@@ -8,8 +8,8 @@ import pytest
 import torch
 from torch import nn
 
-from helper_lib import layers
-from helper_lib.layers import ConvStack, ConvTranspose2d
+from helper_lib.fast import layers
+from helper_lib.fast.layers import ConvStack, ConvTranspose2d
 from helper_lib.models import ConvAutoencoder, ConvVAE, count_parameters, layer_shapes
 
 
@@ -193,7 +193,7 @@ def test_conv_stack_under_bf16_falls_back_where_onednn_has_no_bf16():
 _AVX2_SCRIPT = """
 import torch
 from helper_lib.models import ConvVAE
-from helper_lib.utils import cpu_has_native_bf16, cpu_kind, resolve_precision
+from helper_lib.fast.precision import cpu_has_native_bf16, cpu_kind, resolve_precision
 assert not torch.ops.mkldnn._is_mkldnn_bf16_supported()
 assert not cpu_has_native_bf16() and cpu_kind() == "avx2"
 assert resolve_precision("auto", torch.device("cpu")).name == "fp32"

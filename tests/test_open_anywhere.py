@@ -31,8 +31,7 @@ from loopback import Loopback
 from nbclient import NotebookClient
 
 from conftest import SMOKE_EXECUTED
-from helper_lib.checkpoints import PRETRAINED_DIR
-from helper_lib.pretrained import manifest
+from helper_lib.assets.pretrained import PRETRAINED_DIR, manifest
 
 REPO = Path(__file__).resolve().parent.parent
 NOTEBOOKS = sorted((REPO / "notebooks").glob("*.ipynb"))
@@ -141,8 +140,8 @@ class World:
 def _raw_data() -> Path:
     """The folder with this machine's MNIST / Fashion-MNIST files (``VAE_DATA_DIR``, or the
     clone's ``data/``, downloaded there first on a machine with internet)."""
-    from helper_lib.data import fetch_raw_files, resolve_data_root
-    from helper_lib.downloads import DownloadError
+    from helper_lib.assets.datasets import fetch_raw_files, resolve_data_root
+    from helper_lib.assets.downloads import DownloadError
 
     try:
         for dataset in ("mnist", "fashion-mnist"):

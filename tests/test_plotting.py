@@ -5,8 +5,8 @@ import torch
 from matplotlib.figure import Figure
 
 from helper_lib import evaluate, plotting
+from helper_lib.history import History
 from helper_lib.models import ConvAutoencoder, ConvVAE
-from helper_lib.train import History
 
 matplotlib.use("Agg")
 

@@ -18,7 +18,8 @@ import torch
 from torch import nn
 
 import helper_lib
-from helper_lib import layers, project
+from helper_lib.assets import project
+from helper_lib.fast import layers
 from helper_lib.models import ConvVAE
 
 REPO = Path(__file__).resolve().parent.parent
@@ -107,7 +108,7 @@ def test_backward_hooks_are_respected(fresh_fusion, monkeypatch):
 
 
 def _allocator_tuned_after(code: str, env: dict[str, str] | None = None) -> bool:
-    script = ("import helper_lib.utils as u\n" + code + "\nprint(u._ALLOCATOR_TUNED)")
+    script = ("import helper_lib.fast.allocator as u\n" + code + "\nprint(u._ALLOCATOR_TUNED)")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env={**__import__("os").environ, **(env or {})}, check=True)
     return out.stdout.strip().splitlines()[-1] == "True"
@@ -132,7 +133,7 @@ def test_the_version_is_one_number():
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
     assert pyproject["project"]["dynamic"] == ["version"]
     assert pyproject["tool"]["setuptools"]["dynamic"]["version"]["attr"] == \
-        "helper_lib.project.VERSION"
+        "helper_lib.assets.project.VERSION"
 
 
 def test_dependencies_are_ranges_and_requirements_txt_is_an_exact_lock():

@@ -2,17 +2,14 @@
 
 import pytest
 
-from helper_lib.checkpoints import (
-    PRETRAINED_DIR,
-    load_checkpoint,
-    load_model,
-    pretrained_path,
-    sha256_file,
-)
+from helper_lib.analysis.registry import PRETRAINED, PRETRAINED_NAMES
+from helper_lib.assets.downloads import sha256_file
+from helper_lib.assets.pretrained import PRETRAINED_DIR
+from helper_lib.checkpoints import load_checkpoint, load_model, pretrained_path
 from helper_lib.data import get_dataloaders
 from helper_lib.evaluate import reference_eval
+from helper_lib.model_types import MODEL_TYPES
 from helper_lib.models import count_parameters
-from helper_lib.registry import MODEL_TYPES, PRETRAINED, PRETRAINED_NAMES
 
 MAKE_PRETRAINED = PRETRAINED_DIR / "make_pretrained.sh"
 
@@ -151,8 +148,8 @@ def test_the_shipped_film_is_the_training_of_the_shipped_fast_model(test_loader)
     import numpy as np
     import torch
 
+    from helper_lib.analysis.film import load_film, snapshot_steps
     from helper_lib.checkpoints import load_pretrained_history
-    from helper_lib.film import load_film, snapshot_steps
 
     path = PRETRAINED_DIR / "conv_vae_mnist_fast.snapshots.npz"
     assert sha256_file(path) == path.with_name(path.name + ".sha256").read_text().split()[0]
@@ -172,9 +169,9 @@ def test_the_shipped_film_is_the_training_of_the_shipped_fast_model(test_loader)
 
 
 def test_load_pretrained_with_expect_hashes_and_reads_the_file_once(monkeypatch):
+    import helper_lib.assets.downloads as downloads
+    import helper_lib.assets.pretrained as pretrained
     import helper_lib.checkpoints as checkpoints
-    import helper_lib.downloads as downloads
-    import helper_lib.pretrained as pretrained
     from helper_lib.checkpoints import load_pretrained
 
     hashed, read = [], []

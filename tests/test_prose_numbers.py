@@ -12,7 +12,7 @@ import nbformat
 import pytest
 from nbformat.v4 import new_code_cell, new_markdown_cell, new_notebook, new_output
 
-from helper_lib.prose_numbers import (
+from helper_lib.tools.prose_numbers import (
     format_unbacked,
     named_notebooks,
     output_numbers,
@@ -148,7 +148,7 @@ def test_the_message_names_notebook_number_sentence_and_near_outputs():
 
 @pytest.mark.slow
 def test_every_number_in_the_prose_of_the_notebooks_is_printed_in_full_mode():
-    from helper_lib.book import execute_notebook
+    from helper_lib.tools.book import execute_notebook
 
     paths = sorted(NOTEBOOKS.glob("*.ipynb"))
     assert paths, f"no notebooks in {NOTEBOOKS}"

@@ -8,16 +8,16 @@ import pytest
 import torch
 from torch import nn
 
-from helper_lib.data import BINARIZED_TEST_SEED, get_dataloaders
-from helper_lib.evaluate import evaluate_classifier
-from helper_lib.models import MnistClassifier, count_parameters
-from helper_lib.sample_quality import (
+from helper_lib.analysis.sample_quality import (
     decode_prior_samples,
     fit_code_gaussian,
     frechet_distance,
     gaussian_stats,
     sample_quality,
 )
+from helper_lib.data import BINARIZED_TEST_SEED, get_dataloaders
+from helper_lib.evaluate import evaluate_classifier
+from helper_lib.models import MnistClassifier, count_parameters
 from helper_lib.train import train_classifier
 
 

@@ -20,8 +20,8 @@ from pathlib import Path
 
 import pytest
 
-from helper_lib.book import REPO
-from helper_lib.cli import main
+from helper_lib.assets.project import REPO_ROOT as REPO
+from helper_lib.tools.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Flags for a closed network: without the background-networking ones chromium keeps trying to

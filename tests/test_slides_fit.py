@@ -16,7 +16,7 @@ import pytest
 from slide_fit import chromium, count_overflowing, describe, measure_deck
 from test_site_browser import _browser_or_skip
 
-from helper_lib.book import build_site
+from helper_lib.tools.book import build_site
 
 
 @pytest.fixture(scope="session")

@@ -15,24 +15,18 @@ from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import helper_lib
-from helper_lib import cli, train
+from helper_lib import train
+from helper_lib.analysis.registry import PRETRAINED, PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
+from helper_lib.assets.pretrained import manifest
 from helper_lib.evaluate import (
     evaluate_autoencoder,
     evaluate_classifier,
     evaluate_model,
     evaluate_vae,
 )
+from helper_lib.model_types import MODEL_TYPES, check_outputs, model_type
 from helper_lib.models import ConvAutoencoder, ConvVAE, MnistClassifier
-from helper_lib.pretrained import manifest
-from helper_lib.registry import (
-    MODEL_TYPES,
-    PRETRAINED,
-    PRETRAINED_NAMES,
-    SWEEP,
-    SWEEP_NAMES,
-    check_outputs,
-    model_type,
-)
+from helper_lib.tools import cli
 from helper_lib.utils import SettingsError
 
 LIB = Path(helper_lib.__file__).parent
@@ -170,8 +164,9 @@ def test_the_cli_help_and_docstring_list_every_command():
 
 
 def test_training_imports_neither_pyplot_nor_the_animation():
-    code = ("import sys, helper_lib.train, helper_lib.cli, helper_lib.film\n"
-            "print('matplotlib.pyplot' in sys.modules, 'helper_lib.film_plots' in sys.modules)")
+    code = ("import sys, helper_lib.train, helper_lib.tools.cli, helper_lib.analysis.film\n"
+            "print('matplotlib.pyplot' in sys.modules,"
+            " 'helper_lib.analysis.film_plots' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True).stdout
     assert out.split() == ["False", "False"]

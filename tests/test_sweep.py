@@ -5,17 +5,17 @@ from __future__ import annotations
 import pytest
 import torch
 
-from helper_lib.models import ConvAutoencoder, ConvVAE
-from helper_lib.registry import PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
-from helper_lib.report import evaluation_report, reconstruction_at_mean
-from helper_lib.sweep import get_model, get_report
-from helper_lib.sweep_plots import (
+from helper_lib.analysis.registry import PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
+from helper_lib.analysis.report import evaluation_report, reconstruction_at_mean
+from helper_lib.analysis.sweep import get_model, get_report
+from helper_lib.analysis.sweep_plots import (
     plot_against_latent_size,
     plot_latent_pca,
     plot_model_rows,
     plot_rate_distortion,
     plot_sample_quality,
 )
+from helper_lib.models import ConvAutoencoder, ConvVAE
 
 
 def test_every_sweep_model_is_a_shipped_name_and_the_labels_say_what_it_is():
@@ -111,8 +111,8 @@ def test_the_log_likelihood_can_use_a_random_subset_of_the_test_set(tiny):
 
 def test_get_model_and_get_classifier_accept_their_default_device():
     """Both defaulted to device="auto" and passed it on to ``Module.to``, which refused it."""
-    from helper_lib.registry import LECTURE_VAE
-    from helper_lib.sweep import get_classifier, get_model
+    from helper_lib.analysis.registry import LECTURE_VAE
+    from helper_lib.analysis.sweep import get_classifier, get_model
 
     model = get_model(LECTURE_VAE, train_loader=None)  # shipped: no training, no loader needed
     assert not model.training and next(model.parameters()).device.type in ("cpu", "cuda", "mps")

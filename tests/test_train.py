@@ -10,9 +10,11 @@ import torch
 from torch.utils.data import DataLoader, TensorDataset
 
 from helper_lib import utils
+from helper_lib.fast import precision as fast_precision
+from helper_lib.fast.precision import resolve_precision
+from helper_lib.history import History
 from helper_lib.models import ConvAutoencoder, ConvVAE
-from helper_lib.train import History, train_autoencoder, train_vae
-from helper_lib.utils import resolve_precision
+from helper_lib.train import train_autoencoder, train_vae
 
 
 def _vae(seed=0):
@@ -128,7 +130,7 @@ def test_precision_auto_resolves_by_device_and_capability(monkeypatch):
     with mock.patch.object(utils, "cpu_has_native_bf16", return_value=False):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("fp32", None, True)
-        assert resolve_precision("auto", mps) == utils.Precision("fp32", None, False)
+        assert resolve_precision("auto", mps) == fast_precision.Precision("fp32", None, False)
         assert resolve_precision("bf16", cpu).name == "bf16"  # explicit choice wins
     with pytest.raises(ValueError, match="precision"):
         resolve_precision("fp16", cpu)
@@ -183,7 +185,7 @@ _NEEDS_PROBES = pytest.mark.skipif(not hasattr(torch.cpu, "_is_amx_tile_supporte
 
 
 def test_old_torch_without_probes_stays_fp32(monkeypatch):
-    from helper_lib.utils import cpu_kind, resolve_precision
+    from helper_lib.fast.precision import cpu_kind, resolve_precision
 
     monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
     monkeypatch.delenv("VAE_PRECISION", raising=False)
@@ -217,8 +219,8 @@ _AVX2 = dict()  # most laptops
 def test_auto_picks_bf16_exactly_where_the_cpu_computes_it_natively(
         monkeypatch, cpu, isa_cap, onednn_bf16, kind, expected):
     _cpu(monkeypatch, **cpu, onednn_bf16=onednn_bf16, isa_cap=isa_cap)
-    assert utils.cpu_kind() == kind
-    assert utils.cpu_has_native_bf16() is (expected == "bf16")
+    assert fast_precision.cpu_kind() == kind
+    assert fast_precision.cpu_has_native_bf16() is (expected == "bf16")
     assert resolve_precision("auto", torch.device("cpu")).name == expected
 
 
@@ -246,8 +248,8 @@ def test_cpu_probe_matches_this_machines_cpu_flags(monkeypatch):
         kind = "avx2"
     else:
         kind = "other"
-    assert utils.cpu_kind() == kind
-    assert utils.cpu_has_native_bf16() is (kind in ("amx", "avx512-bf16"))
+    assert fast_precision.cpu_kind() == kind
+    assert fast_precision.cpu_has_native_bf16() is (kind in ("amx", "avx512-bf16"))
 
 
 def test_model_comes_back_in_the_default_memory_format(mnist_loaders):
@@ -454,7 +456,7 @@ def test_onecycle_warms_up_to_the_peak_then_anneals_and_resumes_on_the_same_curv
 
 def test_snapshots_record_the_latent_space_at_the_chosen_steps_and_survive_a_resume(tmp_path):
     from helper_lib.data import get_dataloaders
-    from helper_lib.train import Snapshots
+    from helper_lib.history import Snapshots
 
     def fresh():
         train, _, test = get_dataloaders(batch_size=64, train_subset=256, seed=4)

@@ -131,7 +131,7 @@ def _library_copy(root: Path, pretrained: Path, sandboxed: bool = True) -> Path:
     lib = root / "lib"
     shutil.copytree(Path(helper_lib.__file__).parent, lib / "helper_lib",
                     ignore=shutil.ignore_patterns("__pycache__", "checks.py"))
-    (lib / "helper_lib" / "checks.py").write_text(_CHECKS_STUB)
+    (lib / "helper_lib" / "tools" / "checks.py").write_text(_CHECKS_STUB)
     (lib / "pyproject.toml").write_text("# marks the copy as a checkout: the models are in data/\n")
     if sandboxed:
         (lib / "data" / "pretrained").mkdir(parents=True)
@@ -180,8 +180,8 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
             os.chown(p, NOBODY, NOBODY)
     work, lib_at = (WORK, LIB) if sandboxed else (str(scratch), str(lib))
     datasets = "/grader/datasets" if sandboxed else str(resolve_data_root())
-    # the runner as a script: ``-m helper_lib.grading_run`` would import torch for nothing
-    argv = [sys.executable, f"{lib_at}/helper_lib/grading_run.py", f"{work}/submission.ipynb",
+    # the runner as a script: ``-m helper_lib.tools.grading_run`` would import torch for nothing
+    argv = [sys.executable, f"{lib_at}/helper_lib/tools/grading_run.py", f"{work}/submission.ipynb",
             str(sub.notebook), str(timeout), f"{work}/result.json"]
     env = {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "PYTHONPATH": lib_at,
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{work}/.mpl",

@@ -1,0 +1,14 @@
+"""The course's tools for instructors and graders (``python -m helper_lib ...``).
+
+* :mod:`~helper_lib.tools.cli`: the command line (``train``, ``evaluate``, ``book``, ``grade``,
+  ``doctor``, ...).
+* :mod:`~helper_lib.tools.book` (and its nbconvert templates),
+  :mod:`~helper_lib.tools.prose_numbers`: the offline site, slides and handouts; every number in
+  the prose backed by an output.
+* :mod:`~helper_lib.tools.exercises`, :mod:`~helper_lib.tools.checks`: the exercises' answers
+  and ``check("NN.k", answer)``.
+* :mod:`~helper_lib.tools.grading`, :mod:`~helper_lib.tools.grading_run`,
+  :mod:`~helper_lib.tools.sandbox`: ``grade``, a class's notebooks run in a bubblewrap sandbox.
+* :mod:`~helper_lib.tools.doctor`, :mod:`~helper_lib.tools.speed`: is this machine ready, and how
+  long an epoch takes here.
+"""
