@@ -1,46 +1,39 @@
 """helper_lib: the shared, tested library behind the STAT 453 L17 VAE notebooks.
 
-Modules, one job each. The lectures' own library:
+The top level is the lecture's library, the code behind L17.1-L17.5 that a notebook imports:
 
 * :mod:`helper_lib.data`: MNIST / binarized MNIST / Fashion-MNIST loaders (``get_dataloaders``).
 * :mod:`helper_lib.models`: ``ConvAutoencoder``, ``ConvVAE`` and ``MnistClassifier``.
-* :mod:`helper_lib.layers`: CPU-fast drop-in layers the models are built from (same results).
 * :mod:`helper_lib.losses`: ``kl_divergence``, ``reconstruction_loss``, ``vae_loss``.
 * :mod:`helper_lib.train`: ``train_step`` (one batch), and the loops that run it:
-  ``train_vae``, ``train_autoencoder``, ``train_classifier``, ``train_model``.
-* :mod:`helper_lib.registry`: the three model types and every shipped checkpoint, by name.
-* :mod:`helper_lib.history`: ``History``, the record of a run (JSON, CSV).
+  ``train_vae``, ``train_autoencoder``, ``train_classifier``, ``train_model``. Beside the loop:
+  :mod:`helper_lib.resume` (resuming a run) and :mod:`helper_lib.progress` (its progress bar).
 * :mod:`helper_lib.evaluate`: split losses, importance-weighted log-likelihood, active units.
 * :mod:`helper_lib.plotting`: the lectures' figures (each returns a ``matplotlib`` Figure), and
-  ``finish_figure``, which every figure module ends with.
-* :mod:`helper_lib.checkpoints`: ``save_checkpoint``, ``load_model``, ``load_pretrained``.
-* :mod:`helper_lib.utils`: ``set_seed``, ``get_device``, ``deterministic``, precision choice.
+  ``finish_figure``, which every figure function ends with.
+* :mod:`helper_lib.checkpoints` (``save_checkpoint``, ``load_model``, ``load_pretrained``),
+  :mod:`helper_lib.history` (``History``, ``Snapshots``), :mod:`helper_lib.model_types` (the
+  three types of model), :mod:`helper_lib.interactive` (the live latent explorer) and
+  :mod:`helper_lib.utils` (``set_seed``, ``get_device``, ``deterministic``, ``smoke_mode``).
 
-Beyond the lectures (notebooks 06 and 07):
+The course's machinery lives in subpackages named for their job:
 
-* :mod:`helper_lib.sample_quality`, :mod:`helper_lib.report`: judged samples, the test report.
-* :mod:`helper_lib.sweep`, :mod:`helper_lib.sweep_plots`: a registry model loaded or trained
-  here (smoke mode); notebook 07's figures.
-* :mod:`helper_lib.posterior`, :mod:`helper_lib.attributes`, :mod:`helper_lib.latent_plots`:
-  true and aggregate posteriors, latent arithmetic, and their figures.
-* :mod:`helper_lib.film`, :mod:`helper_lib.film_plots`: the latent space forming: what training
-  records and the file it is kept in; the animation.
-* :mod:`helper_lib.interactive`: the live latent explorer (ipywidgets).
+* :mod:`helper_lib.fast`: the speed machinery (fused layers, bf16 or fp32, the allocator).
+* :mod:`helper_lib.assets`: what the course ships and where it comes from (the version and
+  address, verified downloads, the datasets' files, the pretrained models' files).
+* :mod:`helper_lib.analysis`: the analysis behind notebooks 06-09 (the shipped models by name,
+  reports, sample quality, posteriors, latent arithmetic, the training film, their figures).
+* :mod:`helper_lib.tools`: the course's tools for instructors and graders (the command line, the
+  site and its handouts, the exercises' checks, the grader and its sandbox, the doctor).
 
-The course's machinery:
+The rule, which import-linter checks in the test run (``pyproject.toml``, and
+``docs/architecture.md`` with a diagram): a module imports only from its own layer and the
+layers below it::
 
-* :mod:`helper_lib.prose_numbers`: checks that every number in a notebook's prose is printed by
-  one of its outputs (the site build and a slow test run it).
-* :mod:`helper_lib.project`: the version and the repository's address, and links from them.
-* :mod:`helper_lib.downloads`, :mod:`helper_lib.pretrained`: verified downloads; the
-  pretrained files from the clone, the cache or the repository.
-* :mod:`helper_lib.doctor`, :mod:`helper_lib.speed`: ``python -m helper_lib doctor``.
-* :mod:`helper_lib.book`: the offline site, slides and handouts.
-* :mod:`helper_lib.exercises`, :mod:`helper_lib.checks`: the exercises' checkable answers and
-  ``check("NN.k", answer)``.
-* :mod:`helper_lib.grading`, :mod:`helper_lib.grading_run`, :mod:`helper_lib.sandbox`:
-  ``python -m helper_lib grade``, a class's notebooks run in a bubblewrap sandbox.
-* :mod:`helper_lib.cli` (``python -m helper_lib``, :mod:`helper_lib.__main__`): the command line.
+    tools  >  analysis  >  the lecture's library  >  assets | fast  >  utils
+
+The lecture's library never imports the analysis or the tools; ``assets`` and ``fast`` do not
+import each other.
 """
 
 import os

@@ -69,15 +69,19 @@ def inference(model: nn.Module, seed: int | None) -> Iterator[torch.device]:
         model.train(was_training)
 
 
-def _batches(loader: DataLoader, device: torch.device, max_items: int | None) -> Iterator[Tensor]:
+def _batches(loader: DataLoader, max_items: int | None
+             ) -> Iterator[tuple[Tensor, Tensor | None]]:
+    """``(x, y)`` of each batch as the loader gives it, ``max_items`` images in all at most (the
+    last batch cut short; ``None``: every batch). ``y`` is ``None`` for a loader without labels.
+    The one place where an evaluation stops early."""
     seen = 0
-    for x, *_ in loader:
+    for x, *rest in loader:
         if max_items is not None:
             if seen >= max_items:
                 return
-            x = x[: max_items - seen]
+            x, rest = x[: max_items - seen], [r[: max_items - seen] for r in rest]
         seen += len(x)
-        yield x.to(device)
+        yield x, (rest[0] if rest else None)
 
 
 def vae_losses_per_image(
@@ -96,7 +100,8 @@ def vae_losses_per_image(
     with inference(model, seed) as device:
         prec = resolve_precision(precision, device)
         rec_all, kl_all = [], []
-        for x in _batches(loader, device, max_items):
+        for x, _ in _batches(loader, max_items):
+            x = x.to(device)
             with prec.autocast(device):
                 _, mu, logvar, x_hat = check_outputs(model(x), model, "vae")
             rec_all.append(reconstruction_loss(x_hat, x, kind).double().cpu())
@@ -151,7 +156,8 @@ def evaluate_autoencoder(
     with inference(model, None) as device:
         prec = resolve_precision(precision, device)
         total, count = 0.0, 0
-        for x in _batches(loader, device, max_items):
+        for x, _ in _batches(loader, max_items):
+            x = x.to(device)
             with prec.autocast(device):
                 _, x_hat = check_outputs(model(x), model, "autoencoder")
             total += F.mse_loss(x_hat.float(), x, reduction="sum").item()
@@ -169,11 +175,7 @@ def evaluate_classifier(
     with inference(model, None) as device:
         prec = resolve_precision(precision, device)
         loss, correct, count = 0.0, 0, 0
-        for x, y in loader:
-            if max_items is not None and count >= max_items:
-                break
-            if max_items is not None:
-                x, y = x[: max_items - count], y[: max_items - count]
+        for x, y in _batches(loader, max_items):
             x, y = x.to(device), y.to(device)
             with prec.autocast(device):
                 (logits,) = check_outputs(model(x), model, "classifier")
@@ -273,7 +275,8 @@ def importance_weighted_log_likelihood(
     bar = tqdm(total=n_images, disable=not progress, unit="image", desc=f"IWLL k={k}")
     with inference(model, seed) as device, bar:
         values = []
-        for x in _batches(loader, device, max_items):
+        for x, _ in _batches(loader, max_items):
+            x = x.to(device)
             encoded = model.encode(x)
             if not (isinstance(encoded, tuple) and len(encoded) == 2):
                 raise TypeError(f"{type(model).__name__}.encode must return (mu, logvar), like "
@@ -330,14 +333,9 @@ def collect_latents(
     """
     with inference(model, None) as device:
         codes, labels = [], []
-        seen = 0
-        for x, y in loader:
-            if max_items is not None and seen >= max_items:
-                break
-            take = len(x) if max_items is None else min(len(x), max_items - seen)
-            codes.append(model.embed(x[:take].to(device)).float().cpu())
-            labels.append(y[:take])
-            seen += take
+        for x, y in _batches(loader, max_items):
+            codes.append(model.embed(x.to(device)).float().cpu())
+            labels.append(y)
     return torch.cat(codes), torch.cat(labels)
 
 

@@ -46,7 +46,6 @@ __all__ = [
     "plot_sample_histogram",
     "plot_ink_histogram",
     "plot_code_histograms",
-    "plt",
 ]
 
 PathLike = str | os.PathLike | None
@@ -181,18 +180,29 @@ def plot_images(
     path: PathLike = None,
 ) -> Figure:
     """Show ``[N, 1, 28, 28]`` images in [0, 1] as one grid (``make_grid``), ``nrow`` per row."""
-    # ink is dark on white ("binary" maps 1 to black), so pad with 0 for white gaps
-    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2,
-                     pad_value=0.0)
+    return finish_figure(_images_figure(images, nrow, title, ax), path)
+
+
+def _images_figure(images: Tensor, nrow: int, title: str | None = None,
+                   ax: Axes | None = None) -> Figure:
+    """:func:`plot_images`' figure, not yet finished, for a caller that adds to it."""
     rows = (len(images) + nrow - 1) // nrow
     cell = 2.4 if len(images) == 1 else 0.6  # inches per image; a lone digit is drawn larger
     fig, ax = _new_axes(ax, (max(2.0, cell * min(nrow, len(images))),
                              max(1.0, cell * rows) + 0.4))
-    ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
-    ax.set_axis_off()
+    _draw_images(ax, images, nrow)
     if title:
         ax.set_title(title)
-    return finish_figure(fig, path)
+    return fig
+
+
+def _draw_images(ax: Axes, images: Tensor, nrow: int) -> None:
+    """``[N, 1, 28, 28]`` images in [0, 1] as one ``make_grid`` grid on ``ax``, no axes."""
+    # ink is dark on white ("binary" maps 1 to black), so pad with 0 for white gaps
+    grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2,
+                     pad_value=0.0)
+    ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
+    ax.set_axis_off()
 
 
 def plot_reconstructions(
@@ -205,8 +215,8 @@ def plot_reconstructions(
     """
     x = images[:n]
     x_hat = reconstruct(model, x)
-    fig = plot_images(torch.cat([x.cpu(), x_hat]), nrow=len(x))
-    fig.axes[0].set_title("top: original    bottom: reconstruction")
+    fig = _images_figure(torch.cat([x.cpu(), x_hat]), nrow=len(x),
+                         title="top: original    bottom: reconstruction")
     return finish_figure(fig, path)
 
 
@@ -283,12 +293,18 @@ def plot_decoded_points(
     title: str | None = None, ax: Axes | None = None, path: PathLike = None,
 ) -> Figure:
     """Decode the latent points ``z`` (``[N, D]``) and show the images in a grid."""
+    images = _decode(model, z)
+    return plot_images(images, nrow=min(nrow, len(images)), title=title, ax=ax, path=path)
+
+
+def _decode(model: nn.Module, z: Tensor | Sequence[Sequence[float]]) -> Tensor:
+    """``model.decode`` of the points ``z`` (``[N, D]``, or one point ``[D]``):
+    ``[N, 1, 28, 28]`` on the CPU."""
     z = torch.as_tensor(z, dtype=torch.float32)
     if z.dim() == 1:
         z = z.unsqueeze(0)
     with inference(model, None) as device:
-        images = model.decode(z.to(device)).float().cpu()
-    return plot_images(images, nrow=min(nrow, len(images)), title=title, ax=ax, path=path)
+        return model.decode(z.to(device)).float().cpu()
 
 
 def plot_samples(
@@ -312,7 +328,7 @@ def plot_latent_manifold(
         raise ValueError("plot_latent_manifold needs latent_dim == 2")
     z = quantile_grid(n, quantiles)  # top row = largest z_2
     axis = z[:n, 0]
-    fig = plot_decoded_points(model, z, nrow=n)
+    fig = _images_figure(_decode(model, z), nrow=n)
     fig.set_size_inches(7.4, 7.4)
     ax = fig.axes[0]
     ax.set_axis_on()
@@ -347,8 +363,7 @@ def plot_interpolation(
         za, zb = model.embed(pair)
     t = torch.linspace(0, 1, steps, device=za.device).unsqueeze(1)
     z = ((1 - t) * za + t * zb).cpu()
-    with inference(model, None) as device:
-        decoded = model.decode(z.to(device)).float().cpu()
+    decoded = _decode(model, z)
     row = torch.cat([pair[:1].cpu(), decoded, pair[1:].cpu()])  # [steps + 2, 1, 28, 28]
     with_map = latents is not None and z.shape[1] == 2
     width = max(6.0, 0.62 * (steps + 2))
@@ -361,9 +376,7 @@ def plot_interpolation(
         map_ax.plot(z[[0, -1], 0], z[[0, -1], 1], "ko", ms=7, mfc="white")
     else:
         strip_ax = fig.subplots()
-    grid = make_grid(row.clamp(0, 1), nrow=len(row), padding=2, pad_value=0.0)
-    strip_ax.imshow(grid[0].numpy(), cmap="binary", vmin=0, vmax=1)
-    strip_ax.set_axis_off()
+    _draw_images(strip_ax, row, nrow=len(row))
     strip_ax.set_title("original, then the decoded path, then the other original", fontsize=10)
     return finish_figure(fig, path)
 

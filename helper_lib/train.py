@@ -44,8 +44,8 @@ from .progress import Progress
 from .resume import RunState
 from .utils import SettingsError, check_whole_number, get_device, set_seed
 
-__all__ = ["train_step", "train_vae", "train_autoencoder", "train_classifier", "train_model",
-           "SCHEDULES", "RECIPES", "check_training_args"]
+__all__ = ["train_step", "vae_loss_fn", "train_vae", "train_autoencoder", "train_classifier",
+           "train_model", "SCHEDULES", "RECIPES", "check_training_args", "make_optimizer"]
 
 #: ``loss_fn(model_output, x, y)`` -> loss components (the first is minimized); ``y`` are the
 #: labels (``None`` for a loader without them).
@@ -67,6 +67,17 @@ def train_step(model: nn.Module, x: Tensor, y: Tensor | None, loss_fn: LossFn,
     terms[0].backward()  # d(total loss) / d(weight), for every weight
     optimizer.step()  # Adam moves each weight a little against its gradient
     return torch.stack([t.detach() for t in terms])
+
+
+def vae_loss_fn(model: nn.Module, kind: str = "mse", reconstruction_weight: float = 1.0,
+                beta: float = 1.0) -> LossFn:
+    """The ``loss_fn`` that :func:`train_vae` hands to :func:`train_step`: the negative ELBO of
+    :func:`helper_lib.losses.vae_loss`, ``(total, reconstruction, kl)``, from the VAE's
+    ``(z, mu, logvar, x_hat)``."""
+    def loss_fn(out: tuple[Tensor, ...], x: Tensor, y: Tensor | None) -> tuple[Tensor, ...]:
+        _, mu, logvar, x_hat = check_outputs(out, model, "vae")
+        return tuple(vae_loss(x_hat, x, mu, logvar, kind, reconstruction_weight, beta))
+    return loss_fn
 
 
 def train_vae(
@@ -117,7 +128,7 @@ def train_vae(
             seed before building the model as well for a fully reproducible run).
         progress: show a tqdm bar with the running loss, and one line per epoch.
         checkpoint_metadata: extra metadata stored in the checkpoint (e.g. the command). The
-            keys ``epoch``, ``precision`` and ``lr`` are always the library's own.
+            keys ``epoch``, ``precision``, ``lr`` and ``schedule`` are always the library's own.
         snapshots: a :class:`Snapshots` to fill with the latent space at chosen steps (saved
             in the checkpoint and restored on resume).
 
@@ -133,9 +144,7 @@ def train_vae(
         TypeError: ``model`` is not a VAE (its forward does not return
             ``(z, mu, logvar, x_hat)``); the message points to :func:`train_autoencoder`.
     """
-    def loss_fn(out: tuple[Tensor, ...], x: Tensor, y: Tensor | None) -> tuple[Tensor, ...]:
-        _, mu, logvar, x_hat = check_outputs(out, model, "vae")
-        return tuple(vae_loss(x_hat, x, mu, logvar, kind, reconstruction_weight, beta))
+    loss_fn = vae_loss_fn(model, kind, reconstruction_weight, beta)
 
     def valid_fn(m: nn.Module, loader: DataLoader) -> dict[str, float]:
         return evaluate_vae(m, loader, kind=kind, reconstruction_weight=reconstruction_weight,
@@ -264,7 +273,7 @@ def _fit(
     if len(train_loader) == 0:
         raise SettingsError("the training loader yields no batches")
     dev, prec = _prepare(model, device, precision, seed)
-    optimizer = _make_optimizer(model, lr, dev)
+    optimizer = make_optimizer(model, lr, dev)
     scheduler = _make_scheduler(optimizer, schedule, lr, max(epochs, 1) * len(train_loader))
     run = RunState(model, optimizer, scheduler, History(names), snapshots,
                     shuffle_generator(train_loader), dev)
@@ -356,8 +365,9 @@ def _prepare(model: nn.Module, device: str | torch.device, precision: str,
     return dev, prec
 
 
-def _make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
-    # The fused kernel updates all parameters in one pass (CPU and CUDA).
+def make_optimizer(model: nn.Module, lr: float, device: torch.device) -> torch.optim.Adam:
+    """The loop's optimizer: Adam, with the fused kernel that updates all parameters in one pass
+    on CPU and CUDA."""
     fused = device.type in ("cpu", "cuda")
     return torch.optim.Adam(model.parameters(), lr=lr, fused=fused)
 

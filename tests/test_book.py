@@ -15,8 +15,10 @@ import nbformat
 import pytest
 
 from helper_lib.assets.project import REPO_ROOT as REPO
-from helper_lib.tools.book import MARKER, BookError, _drop_widget_views, build_site
+from helper_lib.assets.project import VERSION
+from helper_lib.tools.book import MARKER, BookError, _drop_widget_views, build_site, notebook_title
 from helper_lib.tools.cli import main
+from helper_lib.tools.exercises import NOTEBOOKS
 
 NB04 = REPO / "notebooks" / "04_vae_loss.ipynb"
 
@@ -92,6 +94,32 @@ def test_solutions_are_closed_details_and_the_handout_has_none(unexecuted_site):
     handout = nbformat.read(unexecuted_site / "handouts" / "04_vae_loss.ipynb", as_version=4)
     assert len(handout.cells) == len(source.cells) - n_solutions
     assert not any("solution" in c.metadata.get("tags", []) for c in handout.cells)
+
+
+def test_a_handout_records_its_notebook_and_the_library_version_and_has_no_outputs(
+        unexecuted_site):
+    handout = nbformat.read(unexecuted_site / "handouts" / "04_vae_loss.ipynb", as_version=4)
+    assert handout.metadata["helper_lib"] == {"notebook": "04_vae_loss", "version": VERSION}
+    code = [c for c in handout.cells if c.cell_type == "code"]
+    assert all(c.outputs == [] and c.execution_count is None for c in code)
+    answers = [c.source for c in code if "answer" in c.metadata.get("tags", [])]
+    assert answers == [ex.stub for ex in NOTEBOOKS["04_vae_loss"]]
+
+
+def test_the_title_is_the_first_level_one_heading_of_the_markdown():
+    def nb(*cells):
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(c) if
+                                               isinstance(c, str) else c for c in cells])
+
+    assert notebook_title(nbformat.read(NB04, as_version=4)) == \
+        "L17.4 · The VAE loss: reconstruction + KL"
+    code = nbformat.v4.new_code_cell("# Not markdown")
+    assert notebook_title(nb(code, "Name: Ann\n## Part 1", "Intro\n  #  The title \n# Later")) \
+        == "The title"
+    assert notebook_title(nb("#\nnot a title", "#    \n", "#No space", "    # code"), "x") == "x"
+    hostile = {"cells": [5, {"cell_type": "markdown", "source": 5}, {"cell_type": "markdown"},
+                         {"cell_type": "markdown", "source": ["# a list"]}]}
+    assert notebook_title(hostile, "x") == "x" and notebook_title({"cells": "# T"}) == ""
 
 
 def test_widget_views_give_way_to_their_static_picture():

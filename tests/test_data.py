@@ -113,7 +113,7 @@ def test_fashion_mnist_loads_too():
 
 
 def test_a_relative_data_dir_also_works_from_the_notebooks_folder(monkeypatch, tmp_path):
-    from helper_lib.data import REPO_ROOT
+    from helper_lib.assets.project import REPO_ROOT
 
     real = resolve_data_root()
     monkeypatch.chdir(REPO_ROOT)

@@ -232,7 +232,8 @@ def test_grid_moments_recover_a_gaussians_mean_spread_and_correlation():
 
 def test_the_report_computes_the_test_losses_in_one_pass(monkeypatch):
     """evaluation_report used to run evaluate_vae and vae_losses_per_image: two passes."""
-    from helper_lib import evaluate, report
+    from helper_lib import evaluate
+    from helper_lib.analysis import report
 
     torch.manual_seed(0)
     model = ConvVAE().eval()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import math
 import os
 import shutil
 import socket
@@ -19,10 +20,19 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import torch
 
+from helper_lib.assets.project import VERSION
 from helper_lib.tools import cli
 from helper_lib.tools.book import handout
-from helper_lib.tools.grading import GradingError, grade, recognise, students
+from helper_lib.tools.grading import (
+    GradingError,
+    grade,
+    recognise,
+    recorded_version,
+    students,
+    version_note,
+)
 from helper_lib.tools.sandbox import protections
 
 REPO = Path(__file__).resolve().parent.parent
@@ -185,6 +195,81 @@ def test_a_notebook_is_recognised_by_its_content_not_its_name(tmp_path):
     nbformat.write(other, tmp_path / "03_logvar_trick.ipynb")
     with pytest.raises(GradingError, match="not a notebook of this course"):
         recognise(tmp_path / "03_logvar_trick.ipynb")
+
+
+def _with_metadata(path: Path, helper_lib_metadata: object) -> nbformat.NotebookNode:
+    """A one-cell notebook whose ``helper_lib`` metadata is ``helper_lib_metadata`` (left out
+    if it is ``...``), written to ``path`` and read back as the grader reads it."""
+    nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# My notebook")])
+    if helper_lib_metadata is not ...:
+        nb.metadata["helper_lib"] = helper_lib_metadata
+    nbformat.write(nb, path)
+    return nbformat.read(path, as_version=4)
+
+
+def test_the_version_a_submission_records_is_compared_with_the_graders(tmp_path):
+    path, name = tmp_path / "nb.ipynb", "03_logvar_trick"
+    same = _with_metadata(path, {"notebook": name, "version": VERSION})
+    assert recorded_version(same) == VERSION and version_note(same) is None
+    other = _with_metadata(path, {"notebook": name, "version": "0.1.0"})
+    assert recorded_version(other) == "0.1.0"
+    assert f"handed out by helper_lib 0.1.0, and graded with helper_lib {VERSION}" in \
+        version_note(other)
+    for missing in ({"notebook": name}, "03_logvar_trick", [name], ...):  # older handouts, others
+        nb = _with_metadata(path, missing)
+        assert recorded_version(nb) is None
+        assert version_note(nb).startswith("the notebook records no helper_lib version")
+    hostile = [(["0.1.0"], "<array>"), ({"major": 0}, "<object>"), (3, "<number>"),
+               (None, "<null>"), (True, "<boolean>"), ("", "''"),
+               ("9" * 10_000_000, "'" + "9" * 40 + "'…"), ("0.1\x1b[2J\n", "'0.1\\x1b[2J\\n'")]
+    for value, shown in hostile:  # never a crash, never more than a short printable line
+        nb = _with_metadata(path, {"notebook": name, "version": value})
+        assert recorded_version(nb) == shown
+        note = version_note(nb)
+        assert note.endswith(f"holds {shown}, no version; graded with helper_lib {VERSION}")
+        assert len(note) < 200 and note.isprintable()
+
+
+def test_hostile_helper_lib_metadata_is_bad_input_not_a_crash(tmp_path):
+    for i, named in enumerate([["03_logvar_trick"], {"a": 1}, 3]):
+        nb = _with_metadata(tmp_path / f"{i}.ipynb", {"notebook": named})
+        nb.cells = [nbformat.v4.new_markdown_cell(source) for source in ("", "#", "# \n")]
+        nbformat.write(nb, tmp_path / f"{i}.ipynb")
+        with pytest.raises(GradingError, match="not a notebook of this course"):
+            recognise(tmp_path / f"{i}.ipynb")
+
+
+def test_another_version_is_noted_in_the_report_and_once_on_the_console(tmp_path, monkeypatch):
+    """``grade`` with the runs replaced by their answers (no sandbox, no kernel): the same
+    answers get the same points whatever version the notebook records."""
+    import helper_lib.tools.grading as grading
+    import helper_lib.tools.sandbox as sandbox
+    from helper_lib.tools.exercises import answer_to_plain
+
+    right = answer_to_plain("03.1", (torch.exp(torch.tensor([-4.0, 0.0, 2.0]) / 2),
+                                     2 * math.log(0.1)))
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
+    monkeypatch.setattr(grading, "_inputs", lambda notebooks: tmp_path)
+    monkeypatch.setattr(grading, "_library_copy", lambda root, *args: root)
+    monkeypatch.setattr(grading, "_run_one", lambda sub, *args: sub.result.update(
+        answers={"03.1": right}, errors=[]))
+    versions = {"ann": VERSION, "bo": "0.1.0", "cy": ..., "dee": ["0.1.0"]}
+    for student, version in versions.items():
+        (tmp_path / "S" / student).mkdir(parents=True)
+        nb = handout(SOURCE)
+        if version is ...:
+            del nb.metadata["helper_lib"]["version"]
+        else:
+            nb.metadata["helper_lib"]["version"] = version
+        nbformat.write(nb, tmp_path / "S" / student / "03.ipynb")
+    lines: list[str] = []
+    rows = grade([tmp_path / "S"], tmp_path / "out", unprotected=True, log=lines.append)
+    assert {r["student"]: r["total"] for r in rows} == dict.fromkeys(versions, 1)
+    warnings = [line for line in lines if "another helper_lib version" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(": bo (0.1.0), dee (<array>)")
+    notes = {s: _report({"out": tmp_path / "out"}, s)["notes"] for s in versions}
+    assert notes["ann"] == [] and len(notes["bo"]) == len(notes["cy"]) == len(notes["dee"]) == 1
+    assert "helper_lib 0.1.0" in notes["bo"][0] and "no helper_lib version" in notes["cy"][0]
 
 
 def _grade_cli(capsys, *args) -> tuple[int, str]:

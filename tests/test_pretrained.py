@@ -92,7 +92,7 @@ def test_load_pretrained_checks_the_name_and_the_callers_settings():
         assert load_pretrained("conv_vae_mnist", expect={"latent_dim": 8}) is None
     with pytest.raises(ValueError, match="does not record"):
         load_pretrained("conv_vae_mnist", expect={"dropout": 0.1})
-    with pytest.raises(ValueError, match="conv_vae_mnist, conv_ae_mnist"):  # a typo
+    with pytest.raises(ValueError, match="conv_ae_mnist, conv_vae_mnist,"):  # a typo
         load_pretrained("conv_vae")
     with pytest.raises(ValueError, match="unknown pretrained model"):
         load_pretrained_history("conv_ae")

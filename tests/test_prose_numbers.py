@@ -68,7 +68,21 @@ def test_signs_latex_ranges_plus_minus_and_powers_of_ten():
 
 def test_code_links_references_and_versions_are_not_numbers():
     assert texts("See `lr = 0.001` and [the table](data/v0.5/README.md), L17.5, Section 2.3, "
-                 "Python 3.11.7, conv2d and <!-- 0.77 --> ```\n0.9\n``` here.") == []
+                 "Python 3.11.7, conv2d and <!-- 0.77 --> here.\n```\n0.9\n```") == []
+
+
+def test_markdown_is_read_as_it_renders():
+    """The markdown means what it shows: all but the last of these failed with regexes."""
+    # a code span may wrap a line, and its end is not the start of the next one
+    assert texts("Run `train --lr\n2e-3` to reach 0.25 nats.") == ["0.25"]
+    assert texts("With `--recipe\nfast` the peak is 6e-3. Explicit `--lr` wins.") == ["6e-3"]
+    assert texts("A listing:\n\n    x = 0.5\n\nends at 0.75.") == ["0.75"], "indented code"
+    assert [(n.text, n.value, n.percent) for n in
+            prose_numbers("The gap is _0.32_ nats and **83** % of draws, or 3.8&nbsp;%.")] == \
+        [("0.32", 0.32, False), ("83 %", 83.0, True), ("3.8\u00a0%", 3.8, True)]
+    assert texts('[ref]: https://example.org/v0.5 "notes for 0.6"\n\nSee [ref] for 0.7.') == \
+        ["0.7"], "a link definition, its title included, is not prose"
+    assert texts("<div>\nThe gap is 0.32 nats. <!-- 0.77 -->\n</div>") == ["0.32"]
 
 
 def test_sentences_split_at_full_stops_not_at_et_al():
@@ -112,6 +126,16 @@ def test_html_tables_and_markdown_outputs_back_numbers_images_do_not():
         new_output("display_data", data={"image/png": "12.5"})]
     assert [n.text for n in output_numbers(nb)] == ["37.28", "4.86"]
     assert [u.number.text for u in unbacked_numbers({"01_x": nb})] == ["12.5"]
+
+
+def test_html_outputs_are_parsed_not_cut_at_the_first_angle_bracket():
+    nb = notebook("Nothing.")
+    nb.cells[1].outputs = [new_output("display_data", data={
+        "text/html": '<!-- if p > 0.7 --><table><tr><td title="a>0.8">37.28</td>'
+                     "<td>4.86&nbsp;%</td></tr></table><SCRIPT>var x = 0.9;</SCRIPT>",
+        "text/plain": "<IPython.core.display.HTML object>"})]
+    assert [(n.text, n.value, n.percent) for n in output_numbers(nb)] == \
+        [("37.28", 37.28, False), ("4.86\u00a0%", 4.86, True)]
 
 
 # -- cited sources and named notebooks -----------------------------------------------------

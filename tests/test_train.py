@@ -124,10 +124,10 @@ def test_history_round_trips_through_json_and_csv(tmp_path):
 def test_precision_auto_resolves_by_device_and_capability(monkeypatch):
     monkeypatch.delenv("VAE_PRECISION", raising=False)
     cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=True):
+    with mock.patch.object(fast_precision, "cpu_has_native_bf16", return_value=True):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("bf16", torch.bfloat16, True)
-    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=False):
+    with mock.patch.object(fast_precision, "cpu_has_native_bf16", return_value=False):
         p = resolve_precision("auto", cpu)
         assert (p.name, p.autocast_dtype, p.channels_last) == ("fp32", None, True)
         assert resolve_precision("auto", mps) == fast_precision.Precision("fp32", None, False)
@@ -149,7 +149,7 @@ def test_precision_auto_resolves_by_device_and_capability(monkeypatch):
 def test_vae_precision_environment_variable_overrides_auto_but_not_an_explicit_choice(
         monkeypatch, env, native, expected):
     monkeypatch.setenv("VAE_PRECISION", env)
-    with mock.patch.object(utils, "cpu_has_native_bf16", return_value=native):
+    with mock.patch.object(fast_precision, "cpu_has_native_bf16", return_value=native):
         assert resolve_precision("auto", torch.device("cpu")).name == expected
         assert resolve_precision("fp32", torch.device("cpu")).name == "fp32"
         assert resolve_precision("bf16", torch.device("cpu")).name == "bf16"

@@ -15,7 +15,7 @@ __all__ = ["VERSION", "REPOSITORY", "TAG", "REPO_ROOT", "CLONE_ROOT", "install_s
            "pretrained_base_url", "colab_url", "binder_url", "launch_links"]
 
 #: The package's version: ``helper_lib.__version__`` and the package metadata read it here.
-VERSION = "0.3.0"
+VERSION = "0.4.0"
 #: The repository's public address (the one place it is written).
 REPOSITORY = "https://github.com/stat453-vae/vae-lectures"
 #: The git tag of this version: links and downloads pin it.

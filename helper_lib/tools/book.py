@@ -28,13 +28,14 @@ import re
 import shutil
 import subprocess
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import nbformat
 
-from ..assets.project import REPO_ROOT, binder_url, colab_url, launch_links
+from ..assets.project import REPO_ROOT, VERSION, binder_url, colab_url, launch_links
 from ..utils import smoke_mode
 from .prose_numbers import Unbacked, format_unbacked, unbacked_numbers
 
@@ -88,13 +89,28 @@ def asset_folders() -> dict[str, Path]:
     return found
 
 
-def notebook_title(nb: nbformat.NotebookNode, fallback: str) -> str:
-    """The text of the first ``# heading`` of the notebook's markdown, else ``fallback``."""
-    for cell in nb.cells:
-        if cell.cell_type == "markdown":
-            match = re.search(r"^#\s+(.+)$", cell.source, flags=re.MULTILINE)
-            if match:
-                return match.group(1).strip()
+#: A level-1 Markdown heading with text: ``# text`` on a line of its own (indented by at most
+#: three spaces, as CommonMark allows).
+_HEADING = re.compile(r"^ {0,3}#[ \t]+(\S.*)$", flags=re.MULTILINE)
+
+
+def notebook_title(nb: Mapping[str, Any], fallback: str = "") -> str:
+    """The notebook's title: the text of the first ``# heading`` line in its Markdown cells,
+    else ``fallback``.
+
+    The one rule for a title: the site's pages and navigation show it, and the grader
+    (:func:`helper_lib.tools.grading.recognise`) recognises a course notebook by it when its
+    metadata does not say. Safe on any JSON: cells that are not Markdown cells with text are
+    skipped.
+    """
+    cells = nb.get("cells")
+    for cell in cells if isinstance(cells, list) else []:
+        if not isinstance(cell, Mapping) or cell.get("cell_type") != "markdown":
+            continue
+        source = cell.get("source")
+        match = _HEADING.search(source) if isinstance(source, str) else None
+        if match:
+            return match.group(1).strip()
     return fallback
 
 
@@ -201,21 +217,36 @@ def _copy_readme_images(readme: str, out: Path) -> None:
             shutil.copy2(source, out / src)
 
 
+def _stub_answers(nb: nbformat.NotebookNode, stubs: Sequence[str]) -> None:
+    """Replace the source of each code cell tagged ``answer``, in order, with the next stub."""
+    left = iter(stubs)
+    for cell in nb.cells:
+        if cell.cell_type == "code" and "answer" in cell.metadata.get("tags", []):
+            cell.source = next(left)
+
+
 def handout(nb_path: Path) -> nbformat.NotebookNode:
     """The student copy: solutions removed, each answer replaced by its stub (``answer_k = ...``,
-    which its check reports as not answered yet), outputs cleared; the notebook's name is
-    recorded in its metadata, where the grader recognises it."""
+    which its check reports as not answered yet), outputs cleared. Its metadata records the
+    notebook's name, by which the grader recognises it, and the version of helper_lib that wrote
+    it, which the grader compares with its own (``{"helper_lib": {"notebook": "03_logvar_trick",
+    "version": "0.3.0"}}``).
+
+    nbconvert's preprocessors do the removing and the clearing (``TagRemovePreprocessor``: the
+    cells tagged ``solution``; ``ClearOutputPreprocessor``: outputs, execution counts and the
+    output-view fields ``collapsed`` / ``scrolled`` of code cells); the stubs come from
+    :mod:`helper_lib.tools.exercises`.
+    """
+    from nbconvert.preprocessors import ClearOutputPreprocessor, TagRemovePreprocessor
+
     from .exercises import NOTEBOOKS
 
     nb = nbformat.read(nb_path, as_version=4)
-    nb.cells = [c for c in nb.cells if "solution" not in c.metadata.get("tags", [])]
-    stubs = iter(ex.stub for ex in NOTEBOOKS.get(nb_path.stem, []))
-    for cell in nb.cells:
-        if cell.cell_type == "code":
-            cell.outputs, cell.execution_count = [], None
-            if "answer" in cell.metadata.get("tags", []):
-                cell.source = next(stubs)
-    nb.metadata["helper_lib"] = {"notebook": nb_path.stem}
+    resources: dict[str, Any] = {}
+    for step in (TagRemovePreprocessor(remove_cell_tags={"solution"}), ClearOutputPreprocessor()):
+        nb, resources = step.preprocess(nb, resources)
+    _stub_answers(nb, [ex.stub for ex in NOTEBOOKS.get(nb_path.stem, [])])
+    nb.metadata["helper_lib"] = {"notebook": nb_path.stem, "version": VERSION}
     return nb
 
 

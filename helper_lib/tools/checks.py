@@ -107,10 +107,7 @@ def _calls(plain: Any) -> list[Any]:
 def _shipped(name: str) -> torch.nn.Module:
     from ..checkpoints import load_pretrained
 
-    model = load_pretrained(name, "cpu")
-    if model is None:  # pragma: no cover - load_pretrained raises when the file is missing
-        raise RuntimeError(f"the shipped model {name} is unavailable")
-    return model.eval()
+    return load_pretrained(name, "cpu").eval()  # raises if the file cannot be had
 
 
 @functools.cache

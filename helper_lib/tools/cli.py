@@ -350,7 +350,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="python -m helper_lib", formatter_class=fmt,
         description="Train, evaluate and sample the STAT 453 L16/L17 (variational) autoencoders "
-                    "on MNIST. Data comes from --data-root, else $VAE_DATA_DIR, else <repo>/data.",
+                    "on MNIST. Data comes from --data-root, else $VAE_DATA_DIR, else <repo>/data "
+                    "in a clone that holds it, else the user cache (downloaded there once).",
     )
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 

@@ -8,6 +8,11 @@ submission, no grades and no reference answers. Its answers come out as plain JS
 
 Writes ``DIR/grades.csv`` (a row per submission, a column per exercise, ``total``),
 ``DIR/reports/<student>.json`` (every point lost, with its reason) and ``DIR/scores.png``.
+
+The sandbox runs the grader's own helper_lib, whatever version wrote the handout. A handout
+records that version (``helper_lib.version`` in its metadata, :func:`helper_lib.tools.book
+.handout`); a submission that records another one is graded all the same, with a note in its
+report and one warning on the console (:func:`version_note`).
 """
 
 from __future__ import annotations
@@ -17,22 +22,25 @@ import csv
 import functools
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from ..assets.project import VERSION
+from .book import notebook_title
 from .exercises import EXERCISES, MAX_ANSWER_BYTES, NOTEBOOKS
 from .sandbox import LIB, NOBODY, WORK, limits, protections, sandbox_command
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission", "grade",
-           "recognise", "students"]
+           "recognise", "recorded_version", "students", "version_note"]
 
 DEFAULT_TIMEOUT_S = 300
 DEFAULT_MEMORY_MB = 4000
@@ -57,12 +65,17 @@ class Submission:
     notebook: str | None  # None: not a readable notebook (graded 0 with the reason)
     problem: str = ""
     result: dict[str, Any] = field(default_factory=dict)
+    #: the helper_lib version its notebook records (:func:`recorded_version`)
+    version: str | None = None
+    #: what its report notes besides the scores (a handout of another version)
+    notes: list[str] = field(default_factory=list)
 
 
 @functools.cache
 def _titles() -> dict[str, str]:
-    """The first heading of each course notebook (a fallback for metadata a tool dropped; read
-    once per run, and only in a clone, where the notebooks are)."""
+    """The title (:func:`helper_lib.tools.book.notebook_title`) of each course notebook: a
+    fallback for metadata a tool dropped; read once per run, and only in a clone, where the
+    notebooks are."""
     import nbformat
 
     from ..assets.project import CLONE_ROOT
@@ -71,18 +84,23 @@ def _titles() -> dict[str, str]:
     if CLONE_ROOT is None:
         return out
     for path in sorted((CLONE_ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb")):
-        nb = nbformat.read(path, as_version=4)
-        first = next((c.source for c in nb.cells if c.cell_type == "markdown"), "")
-        out[first.splitlines()[0].strip() if first else path.stem] = path.stem
+        title = notebook_title(nbformat.read(path, as_version=4))
+        if title:
+            out[title] = path.stem
     return out
 
 
-def recognise(path: Path) -> tuple[str | None, str]:
-    """``(course notebook, "")`` for a notebook of the course, ``(None, why)`` for a file that
-    is not a readable notebook.
+def _metadata(nb: Mapping[str, Any]) -> dict[str, Any]:
+    """The notebook's ``helper_lib`` metadata (what the course's notebooks and handouts
+    record), or ``{}`` where the notebook has none or something else than a dict."""
+    metadata = nb.get("metadata")
+    named = metadata.get("helper_lib") if isinstance(metadata, Mapping) else None
+    return dict(named) if isinstance(named, Mapping) else {}
 
-    The notebook is recognised from its content: the ``helper_lib.notebook`` entry of its
-    metadata (the course's notebooks and handouts carry it), else its first heading.
+
+def _examine(path: Path) -> tuple[str | None, str, Any]:
+    """``(course notebook, "", the parsed notebook)``, or ``(None, why, None)`` for a file
+    that is not a readable notebook.
 
     Raises:
         GradingError: a readable notebook that is none of the course's.
@@ -91,23 +109,80 @@ def recognise(path: Path) -> tuple[str | None, str]:
 
     try:
         if path.stat().st_size > 50_000_000:
-            return None, "the file is larger than 50 MB"
+            return None, "the file is larger than 50 MB", None
         nb = nbformat.reads(path.read_text(encoding="utf-8"), as_version=4)
     except (OSError, UnicodeDecodeError) as err:
-        return None, f"cannot read the file: {err}"[:300]
+        return None, f"cannot read the file: {err}"[:300], None
     except Exception as err:  # nbformat raises several kinds for JSON that is no notebook
-        return None, f"not a notebook: {type(err).__name__}: {err}"[:300]
-    named = nb.metadata.get("helper_lib", {})
-    if isinstance(named, dict) and named.get("notebook") in NOTEBOOKS:
-        return named["notebook"], ""
-    cells = nb.get("cells", [])
-    first = next((c.source for c in cells if c.get("cell_type") == "markdown"), "")
-    title = first.splitlines()[0].strip() if first else ""
+        return None, f"not a notebook: {type(err).__name__}: {err}"[:300], None
+    named = _metadata(nb).get("notebook")
+    if isinstance(named, str) and named in NOTEBOOKS:
+        return named, "", nb
+    title = notebook_title(nb)
     stem = _titles().get(title)
     if stem in NOTEBOOKS:
-        return stem, ""
+        return stem, "", nb
     raise GradingError(f"{path}: not a notebook of this course (no helper_lib.notebook in its "
                        f"metadata, and its title {title[:60]!r} is none of the course's)")
+
+
+def recognise(path: Path) -> tuple[str | None, str]:
+    """``(course notebook, "")`` for a notebook of the course, ``(None, why)`` for a file that
+    is not a readable notebook.
+
+    The notebook is recognised from its content: the ``helper_lib.notebook`` entry of its
+    metadata (the course's notebooks and handouts carry it), else its title
+    (:func:`helper_lib.tools.book.notebook_title`).
+
+    Raises:
+        GradingError: a readable notebook that is none of the course's.
+    """
+    notebook, problem, _ = _examine(path)
+    return notebook, problem
+
+
+#: A version as helper_lib writes one (``0.3.0``, ``0.4.0.dev1+g1234``), shown as it is.
+_PLAIN_VERSION = re.compile(r"[0-9A-Za-z.+_-]{1,40}")
+
+
+def recorded_version(nb: Mapping[str, Any]) -> str | None:
+    """The helper_lib version that wrote the notebook, as its metadata records it
+    (``helper_lib.version``, written by :func:`helper_lib.tools.book.handout`), made safe to
+    print: ``None`` where none is recorded; a plain version string as it is; any other string
+    as its ``repr`` (at most 40 characters of it, and ``…``); anything else (a list, a dict, a
+    number) as ``<its JSON type>``. A hostile value can therefore neither crash the grader nor
+    put more than a short line on its console."""
+    named = _metadata(nb)
+    if "version" not in named:
+        return None
+    version = named["version"]
+    if isinstance(version, str):
+        if _PLAIN_VERSION.fullmatch(version):
+            return version
+        return repr(version[:40]) + ("…" if len(version) > 40 else "")
+    kinds = {bool: "boolean", int: "number", float: "number", type(None): "null"}
+    kind = kinds.get(type(version)) or ("object" if isinstance(version, Mapping) else
+                                        "array" if isinstance(version, list) else "value")
+    return f"<{kind}>"
+
+
+def version_note(nb: Mapping[str, Any]) -> str | None:
+    """What a submission's report says about the helper_lib version its notebook records:
+    nothing (``None``) for this grader's version; a warning for another one, or for a value that
+    is no version at all; a mild note where none is recorded (a handout written before handouts
+    recorded it, or a notebook not made from a handout). The score is never changed."""
+    version = recorded_version(nb)
+    if version == VERSION:
+        return None
+    if version is None:
+        return (f"the notebook records no helper_lib version (a handout from before handouts "
+                f"recorded it, or a notebook not made from a handout); graded with helper_lib "
+                f"{VERSION}")
+    if not _PLAIN_VERSION.fullmatch(version):
+        return (f"the notebook's helper_lib.version metadata holds {version}, no version; graded "
+                f"with helper_lib {VERSION}")
+    return (f"the notebook was handed out by helper_lib {version}, and graded with helper_lib "
+            f"{VERSION}: its checks may differ from those the student saw")
 
 
 def students(paths: Sequence[Path]) -> list[str]:
@@ -319,8 +394,12 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         seen[name] = f
     subs = []
     for name, f in zip(names, files, strict=True):
-        notebook, problem = recognise(f)
-        subs.append(Submission(name, f, notebook, problem))
+        notebook, problem, nb = _examine(f)
+        sub = Submission(name, f, notebook, problem)
+        if nb is not None:
+            sub.version = recorded_version(nb)
+            sub.notes = [note for note in [version_note(nb)] if note]
+        subs.append(sub)
     shields = protections(timeout, memory_mb)
     missing = [p for p in shields if not p.active]
     for p in shields:
@@ -332,6 +411,13 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     sandboxed = not any(p.name == "filesystem" for p in missing)
     if missing:
         log("WARNING: --unprotected: the submissions run without the protections marked ✗")
+    other = [s for s in subs if s.version is not None and s.version != VERSION]
+    if other:  # once, before the runs: the instructor may stop and grade with that version
+        named = ", ".join(f"{s.student} ({s.version})" for s in other[:10])
+        more = f" and {len(other) - 10} more" if len(other) > 10 else ""
+        log(f"WARNING: {len(other)} submission(s) record another helper_lib version than this "
+            f"grader's {VERSION}, so their checks may differ; graded all the same, with a note "
+            f"in their reports: {named}{more}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "reports").mkdir(exist_ok=True)
     jobs = jobs or min(len(subs), os.cpu_count() or 1)
@@ -367,7 +453,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                   "of": len(NOTEBOOKS.get(str(sub.notebook), [])), "exercises": scored,
                   "cell_errors": sub.result.get("errors", []),
                   "seconds": sub.result.get("seconds"),
-                  "protections": [str(p) for p in shields]}
+                  "protections": [str(p) for p in shields], "notes": sub.notes}
         (out / "reports" / f"{sub.student}.json").write_text(json.dumps(report, indent=1,
                                                                         ensure_ascii=False))
         if keep_answers:

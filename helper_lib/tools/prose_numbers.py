@@ -19,6 +19,11 @@ glued to a word (L17.5, conv2d), version numbers (3.11.7), or a number right aft
 *Table*, *Figure*, *Eq.*, *version* or *Python*. Each range end (0.2–0.4) and a number after
 ± (±1.00) is a number of its own.
 
+The markdown is read by the parser that renders it on the course site, nbconvert's mistune
+with its math rules: the prose is what the reader sees (emphasis, escapes and entities
+resolved, math kept as written), split into paragraphs, headings, list items and table rows,
+and these into sentences. HTML, in a markdown cell or an output, is read with BeautifulSoup.
+
 **What backs a number.** The evidence of a notebook is every number in the *text* outputs of
 its code cells (streams, ``text/plain``, ``text/html`` without scripts and styles,
 ``text/markdown``, ``text/latex``; not images, not errors) and every numeric literal in its
@@ -49,11 +54,15 @@ import html
 import io
 import re
 import tokenize
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 from pathlib import PurePath
 from typing import Any
+from urllib.parse import unquote
+
+from bs4 import BeautifulSoup
+from nbconvert.filters.markdown_mistune import MarkdownWithMath
 
 __all__ = ["ProseNumber", "OutputNumber", "Unbacked", "prose_numbers", "output_numbers",
            "code_numbers", "named_notebooks", "is_backed", "unbacked_numbers",
@@ -126,54 +135,84 @@ _CITATION = re.compile(
     r"|\(\s*(?:[Ll]ecture\s+)?L\d+\.\d+\b[^()]*\)")                     # (L17.5), (lecture L17.4)
 _NAMED = re.compile(r"\bnotebooks?\s+(\d{1,2}(?:(?:\s*,\s*|\s*,?\s+(?:and|or)\s+|\s*[–-]\s*)"
                     r"\d{1,2}\b)*)|\b(\d{1,2})[a-z]?_[\w-]*\.ipynb", re.IGNORECASE)
-_MASKS = [re.compile(p, re.DOTALL | re.MULTILINE) for p in (
-    r"^\s*(```|~~~).*?^\s*\1[^\n]*$",       # fenced code blocks
-    r"<!--.*?-->",                           # HTML comments
-    r"``[^`].*?``|`[^`\n]+`",                # inline code
-    r"(?<=\])\([^)\s]*(?:\s+\"[^\"]*\")?\)",  # link targets
-    r"^\s*\[[^\]]+\]:\s*\S+",                # reference-style link definitions
-    r"https?://[^\s)>]+",                    # bare URLs
-    r"</?[A-Za-z][^>\n]*>",                  # HTML tags
-)]
-_BLOCK = re.compile(r"\s*(?:#|\||[-*+]\s|\d+[.)]\s)")
 _SENTENCE_END = re.compile(r"[.!?][\"')\]*_”’]*\s+(?=[A-Z$(\[*\"“_])")
 _ABBREVIATIONS = {"al.", "e.g.", "i.e.", "cf.", "vs.", "fig.", "eq.", "approx.", "resp."}
+#: the parser with which nbconvert renders markdown on the site: mistune 3 with nbconvert's
+#: math rules (``$…$``, ``$$…$$``, ``\\begin{…}…\\end{…}``); with no renderer it returns the tree
+_PARSER = MarkdownWithMath(renderer=None)
+_INLINE_HOLDERS = {"paragraph", "block_text", "heading", "def_list_head"}
 
 
-def _blank(match: re.Match[str]) -> str:
-    return re.sub(r"[^\n]", " ", match.group())
+def _html_text(markup: str) -> str:
+    """The text of an HTML fragment, without scripts, styles and comments; tags part words."""
+    soup = BeautifulSoup(markup, "html.parser")
+    for element in soup(["script", "style"]):
+        element.decompose()
+    return soup.get_text(" ")
 
 
-def _mask(markdown: str) -> str:
-    """``markdown`` with code, comments, link targets and tags blanked out (same length)."""
-    for pattern in _MASKS:
-        markdown = pattern.sub(_blank, markdown)
-    return markdown
+def _inline(tokens: Iterable[Mapping[str, Any]], shown: bool = False) -> str:
+    """The prose of inline tokens: text (entities decoded), emphasis, a link's text, an image's
+    alt text, and math as written between its delimiters. Code spans, and links whose text is
+    their own address (``<https://…>``, a bare URL), are blanked out (as many spaces), or kept
+    as written if ``shown`` (the same length: the sentence shown in a message); HTML tags and
+    comments become a space."""
+    parts = []
+    for token in tokens:
+        kind, raw = token["type"], token.get("raw", "")
+        if kind == "text":
+            parts.append(html.unescape(raw))
+        elif kind in ("inline_math", "block_math"):
+            delimiter = "$" if kind == "inline_math" else "$$"
+            parts.append(f"{delimiter}{raw}{delimiter}")
+        elif kind == "latex_environment":
+            name, body = token["attrs"]["name"], token["attrs"]["body"]
+            parts.append(f"\\begin{{{name}}}{body}\\end{{{name}}}")
+        elif kind in ("softbreak", "linebreak"):
+            parts.append("\n")
+        elif kind == "codespan" or (kind == "link" and _is_address(token)):
+            text = f"`{raw}`" if kind == "codespan" else _inline(token["children"])
+            parts.append(text if shown else " " * len(text))
+        elif "children" in token:  # emphasis, strong, a link's text, an image's alt text
+            parts.append(_inline(token["children"], shown))
+        else:  # inline_html: a tag or a comment
+            parts.append(" ")
+    return "".join(parts)
 
 
-def _sentences(text: str) -> Iterable[tuple[int, int]]:
-    """Start and end of every sentence: paragraphs, headings, list items and table rows are
-    split into sentences at a full stop followed by a capital (not after "et al." etc.)."""
-    blocks, start, pos, after_line = [], None, 0, False
-    for line in text.splitlines(keepends=True):
-        new = not line.strip() or bool(_BLOCK.match(line)) or after_line
-        if new and start is not None:
-            blocks.append((start, pos))
-            start = None
-        if line.strip() and start is None:
-            start = pos
-        after_line = bool(re.match(r"\s*[#|]", line))  # a heading or table row ends here
-        pos += len(line)
-    if start is not None:
-        blocks.append((start, pos))
-    for begin, end in blocks:
-        cut = begin
-        for match in _SENTENCE_END.finditer(text, begin, end):
-            word = text[cut:match.start() + 1].split()[-1].lower().lstrip("(*_")
-            if word not in _ABBREVIATIONS:
-                yield cut, match.start() + 1
-                cut = match.end()
-        yield cut, end
+def _is_address(link: Mapping[str, Any]) -> bool:
+    """Whether a link shows its own address as its text: ``<https://…>``, a bare URL."""
+    url = unquote(link["attrs"]["url"]).removeprefix("mailto:")
+    return _inline(link["children"]) == url
+
+
+def _blocks(tokens: Iterable[Mapping[str, Any]]) -> Iterator[tuple[str, str]]:
+    """The prose of every paragraph, heading, list item, table row (cells joined by `` | ``)
+    and HTML block of a syntax tree, in reading order, code blocks left out: each as the text
+    to read numbers from and the same text with its code shown (:func:`_inline`)."""
+    for token in tokens:
+        kind = token["type"]
+        if kind in _INLINE_HOLDERS:
+            yield _inline(token["children"]), _inline(token["children"], shown=True)
+        elif kind in ("table_head", "table_row"):
+            cells = [cell["children"] for cell in token["children"]]
+            yield " | ".join(map(_inline, cells)), " | ".join(_inline(c, True) for c in cells)
+        elif kind == "block_html":
+            yield (_html_text(token["raw"]),) * 2
+        elif kind != "block_code" and "children" in token:  # lists, quotes, tables
+            yield from _blocks(token["children"])
+
+
+def _sentences(text: str) -> Iterator[tuple[int, int]]:
+    """Start and end of every sentence of a block: it is split at a full stop followed by a
+    capital, but not after "et al." and other abbreviations."""
+    cut = 0
+    for match in _SENTENCE_END.finditer(text):
+        word = text[cut:match.start() + 1].split()[-1].lower().lstrip("(*_")
+        if word not in _ABBREVIATIONS:
+            yield cut, match.start() + 1
+            cut = match.end()
+    yield cut, len(text)
 
 
 def _to_decimal(digits: str) -> Decimal:
@@ -182,38 +221,44 @@ def _to_decimal(digits: str) -> Decimal:
 
 def prose_numbers(markdown: str) -> list[ProseNumber]:
     """Every number that the rules of this module count in ``markdown``, in reading order."""
-    masked = _mask(markdown)
+    tokens, _ = _PARSER.parse(markdown)
+    return [number for text, shown in _blocks(tokens) for begin, end in _sentences(text)
+            for number in _sentence_numbers(text, begin, end, shown)]
+
+
+def _sentence_numbers(text: str, begin: int, end: int, shown: str) -> list[ProseNumber]:
+    """The numbers of the sentence ``text[begin:end]`` of a block's prose (``shown``: the
+    block with its code, for the message)."""
+    sentence = " ".join(shown[begin:end].split())
+    cited = bool(_CITATION.search(text[begin:end]))
+    previous: tuple[re.Match[str], bool] | None = None
+    raw: list[tuple[re.Match[str], Decimal, int, bool]] = []
     found: list[ProseNumber] = []
-    for begin, end in _sentences(masked):
-        sentence = " ".join(markdown[begin:end].split())
-        cited = bool(_CITATION.search(masked[begin:end]))
-        previous: tuple[re.Match[str], bool] | None = None
-        raw: list[tuple[re.Match[str], Decimal, int, bool]] = []
-        for m in _PROSE.finditer(masked, begin, end):
-            if _REFERENCE.search(masked[max(begin, m.start() - 12):m.start()]):
-                continue
-            mantissa = _to_decimal(m["int"] + (m["frac"] or ""))
-            decimals = len(m["frac"] or "") - 1 if m["frac"] else 0
-            power = m["pow"] or m["pow1"] or (m["powsup"] or "").translate(_SUPERSCRIPT)
-            exponent = m["e"] or m["tex"] or (m["sup"] or "").translate(_SUPERSCRIPT)
-            if power and m["int"] == "10" and not m["frac"]:
-                mantissa, decimals = Decimal(1), 0
-                exponent = power
-            if exponent:
-                k = int(exponent.replace("−", "-"))
-                mantissa, decimals = mantissa.scaleb(k), decimals - k
-            percent = bool(m["pct"])
-            if previous is not None and percent and not previous[1]:
-                gap = masked[previous[0].end():m.start()]
-                if re.fullmatch(r"\s*\$?\s*(?:–|—|-|to)\s*\$?\s*", gap):
-                    raw[-1] = (*raw[-1][:3], True)  # 58–66 %: both ends are percentages
-            raw.append((m, mantissa, decimals, percent))
-            previous = (m, percent)
-        for m, value, decimals, percent in raw:
-            if percent or decimals > 0:
-                sign = -1 if m["sign"] in ("-", "−") else 1
-                found.append(ProseNumber(m.group().strip(), sign * float(value), decimals,
-                                         percent, sentence, cited))
+    for m in _PROSE.finditer(text, begin, end):
+        if _REFERENCE.search(text[max(begin, m.start() - 12):m.start()]):
+            continue
+        mantissa = _to_decimal(m["int"] + (m["frac"] or ""))
+        decimals = len(m["frac"] or "") - 1 if m["frac"] else 0
+        power = m["pow"] or m["pow1"] or (m["powsup"] or "").translate(_SUPERSCRIPT)
+        exponent = m["e"] or m["tex"] or (m["sup"] or "").translate(_SUPERSCRIPT)
+        if power and m["int"] == "10" and not m["frac"]:
+            mantissa, decimals = Decimal(1), 0
+            exponent = power
+        if exponent:
+            k = int(exponent.replace("−", "-"))
+            mantissa, decimals = mantissa.scaleb(k), decimals - k
+        percent = bool(m["pct"])
+        if previous is not None and percent and not previous[1]:
+            gap = text[previous[0].end():m.start()]
+            if re.fullmatch(r"\s*\$?\s*(?:–|—|-|to)\s*\$?\s*", gap):
+                raw[-1] = (*raw[-1][:3], True)  # 58–66 %: both ends are percentages
+        raw.append((m, mantissa, decimals, percent))
+        previous = (m, percent)
+    for m, value, decimals, percent in raw:
+        if percent or decimals > 0:
+            sign = -1 if m["sign"] in ("-", "−") else 1
+            found.append(ProseNumber(m.group().strip(), sign * float(value), decimals,
+                                     percent, sentence, cited))
     return found
 
 
@@ -242,8 +287,7 @@ def _output_text(output: Mapping[str, Any]) -> str:
             continue
         value = "".join(value) if isinstance(value, list) else value
         if mime == "text/html":
-            value = re.sub(r"<(script|style)\b.*?</\1\s*>", " ", value, flags=re.S | re.I)
-            value = html.unescape(re.sub(r"<[^>]*>", " ", value))
+            value = _html_text(value)
         parts.append(value)
     return "\n".join(parts)
 
