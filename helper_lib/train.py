@@ -1,7 +1,8 @@
 """Training: :func:`train_step`, one step of gradient descent on one batch, and the loop that
 runs it.
 
-Read from the top: :func:`train_step`; the three functions a notebook calls,
+Read from the top: :func:`train_step`; :func:`vae_loss_fn`, the loss it is handed for a VAE;
+the three functions a notebook calls,
 :func:`train_vae`, :func:`train_autoencoder` and :func:`train_classifier`, which each hand their
 loss to the one loop, ``_fit`` (epoch after epoch, ``train_step`` on every batch), and
 :func:`train_model`, which picks the function by the model's type. After the loop come its

@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from helper_lib.assets.project import VERSION
 from helper_lib.tools.checks import Verdict, check, score
 from helper_lib.tools.exercises import (
     EXERCISES,
@@ -196,7 +197,7 @@ def test_the_handout_stubs_every_answer_and_needs_nothing_from_a_solution(stem):
 
     source = Path(__file__).resolve().parent.parent / "notebooks" / f"{stem}.ipynb"
     nb = handout(source)
-    assert nb.metadata["helper_lib"] == {"notebook": stem}
+    assert nb.metadata["helper_lib"] == {"notebook": stem, "version": VERSION}
     assert not [c for c in nb.cells if "solution" in c.metadata.get("tags", [])]
     answers = [c.source for c in nb.cells if "answer" in c.metadata.get("tags", [])]
     assert answers == [ex.stub for ex in NOTEBOOKS[stem]]

@@ -230,7 +230,7 @@ def handout(nb_path: Path) -> nbformat.NotebookNode:
     which its check reports as not answered yet), outputs cleared. Its metadata records the
     notebook's name, by which the grader recognises it, and the version of helper_lib that wrote
     it, which the grader compares with its own (``{"helper_lib": {"notebook": "03_logvar_trick",
-    "version": "0.3.0"}}``).
+    "version": "0.4.0"}}``).
 
     nbconvert's preprocessors do the removing and the clearing (``TagRemovePreprocessor``: the
     cells tagged ``solution``; ``ClearOutputPreprocessor``: outputs, execution counts and the
