@@ -1,4 +1,4 @@
-"""``python -m helper_lib``: see :mod:`helper_lib.cli`."""
+"""``python -m helper_lib``: see :mod:`helper_lib.tools.cli`."""
 
 import sys
 

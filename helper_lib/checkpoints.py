@@ -91,7 +91,7 @@ def save_checkpoint(
 
     Args:
         path: destination file; parent folders are created.
-        model: one of the course's models (:data:`helper_lib.registry.MODEL_TYPES`).
+        model: one of the course's models (:data:`helper_lib.model_types.MODEL_TYPES`).
         optimizer: if given, its state is stored too (for resuming training).
         extra: further top-level entries (training history, RNG state); plain values/tensors.
         **metadata: anything JSON-like: epoch, metrics, the command that made the file, ...
@@ -161,7 +161,7 @@ def load_checkpoint(
 
     The hash is checked against ``expected_sha256`` or, if that is ``None``, against a
     ``<path>.sha256`` file when one exists; ``verified=True`` skips that (the caller has just
-    checked it, as :func:`helper_lib.pretrained.pretrained_file` does).
+    checked it, as :func:`helper_lib.assets.pretrained.pretrained_file` does).
 
     Raises:
         CheckpointError: missing file, hash mismatch, unreadable/truncated file, or a file that
@@ -264,11 +264,11 @@ def pretrained_path(name: str) -> Path:
     """The verified local file of the shipped checkpoint ``name``, e.g.
     ``pretrained_path("conv_vae_mnist")``: the clone's ``data/pretrained/<name>.pt``, else the
     user cache's copy, else downloaded into the cache
-    (:func:`helper_lib.pretrained.pretrained_file`).
+    (:func:`helper_lib.assets.pretrained.pretrained_file`).
 
     Raises:
         ValueError: an unknown name (the message lists the names).
-        helper_lib.pretrained.PretrainedUnavailableError: found nowhere and not downloadable.
+        helper_lib.assets.pretrained.PretrainedUnavailableError: found nowhere and not downloadable.
     """
     _check_name(name)
     return pretrained_file(f"{name}.pt")
@@ -308,7 +308,7 @@ def load_pretrained(
             :data:`helper_lib.assets.pretrained.SHIPPED_MODELS`, or ``expect`` has a key
             the checkpoint does not record.
         CheckpointError: the file exists but is corrupted, truncated or does not fit.
-        helper_lib.pretrained.PretrainedUnavailableError: found nowhere, and the download
+        helper_lib.assets.pretrained.PretrainedUnavailableError: found nowhere, and the download
             failed.
     """
     path = pretrained_path(name)
@@ -345,7 +345,7 @@ def load_pretrained_history(name: str) -> History | None:
     """The full training history (per batch and per epoch) of a shipped checkpoint, or ``None``.
 
     Read from ``<name>.history.json`` (the clone, the cache or a download, as
-    :func:`pretrained_path`); returns a :class:`helper_lib.train.History`, or ``None`` for the
+    :func:`pretrained_path`); returns a :class:`helper_lib.history.History`, or ``None`` for the
     checkpoints shipped with a per-epoch CSV only.
     """
     _check_name(name)

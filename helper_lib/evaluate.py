@@ -194,7 +194,7 @@ def evaluate_model(model: nn.Module, loader: DataLoader, kind: str = "mse",
                    reconstruction_weight: float = 1.0, beta: float = 1.0, seed: int | None = 0,
                    precision: str = "fp32", max_items: int | None = None) -> dict[str, float]:
     """The mean loss of any of the course's models on a split, by its type
-    (:func:`helper_lib.registry.model_type`): :func:`evaluate_vae` (``kind``,
+    (:func:`helper_lib.model_types.model_type`): :func:`evaluate_vae` (``kind``,
     ``reconstruction_weight``, ``beta`` and ``seed`` are its own), :func:`evaluate_autoencoder`
     or :func:`evaluate_classifier`."""
     name = model_type(model).name

@@ -9,7 +9,7 @@ Both share the same convolutional stacks; they differ only in the bottleneck:
 Shapes (``B`` = batch, ``D`` = ``latent_dim``): images ``[B, 1, 28, 28]`` in ``[0, 1]``;
 codes ``[B, D]``.
 
-The stacks are built from ``helper_lib.layers``: ``ConvStack`` (an ``nn.Sequential``) and
+The stacks are built from ``helper_lib.fast.layers``: ``ConvStack`` (an ``nn.Sequential``) and
 ``ConvTranspose2d`` are drop-in versions of torch's classes that run faster on CPU and compute
 the same thing.
 """
@@ -59,7 +59,7 @@ def _encoder_stack() -> ConvStack:
 def _decoder_stack(latent_dim: int) -> ConvStack:
     """``[B, D] -> [B, 1, 28, 28]`` in (0, 1): 7 -> 7 -> 13 -> 27 -> 29, trimmed to 28.
 
-    ``ConvTranspose2d`` and ``ConvStack`` come from ``helper_lib.layers``: a faster bias
+    ``ConvTranspose2d`` and ``ConvStack`` come from ``helper_lib.fast.layers``: a faster bias
     gradient on CPU, and each convolution fused with the LeakyReLU after it on CPU; otherwise
     torch's layers. ``Sigmoid`` (also from there) computes in fp32 under bf16 autocast, so
     outputs near 1 do not round to exactly 1.
@@ -75,7 +75,7 @@ def _decoder_stack(latent_dim: int) -> ConvStack:
         nn.LeakyReLU(0.01),
         ConvTranspose2d(32, 1, kernel_size=3, stride=1, padding=0),
         Trim(28),
-        Sigmoid(),  # in fp32 even under bf16 autocast, see helper_lib.layers.Sigmoid
+        Sigmoid(),  # in fp32 even under bf16 autocast, see helper_lib.fast.layers.Sigmoid
     )
 
 

@@ -121,7 +121,7 @@ def train_vae(
         valid_loader: if given, the validation loss is computed after every epoch.
         device: ``"auto"`` (CUDA, then MPS, then CPU) or a device.
         precision: ``"auto"``, ``"bf16"`` or ``"fp32"``; see
-            :func:`helper_lib.utils.resolve_precision`.
+            :func:`helper_lib.fast.precision.resolve_precision`.
         checkpoint_path: if given, a training checkpoint is written after every epoch, and
             training resumes from it when the file already exists (weights, Adam's state,
             history and random states; ``lr`` is the one passed now, not the saved one).
@@ -233,7 +233,7 @@ def train_classifier(
 def train_model(model: nn.Module, train_loader: DataLoader, epochs: int, **options: Any
                 ) -> History:
     """Train any of the course's models with the function for its type
-    (:func:`helper_lib.registry.model_type`): :func:`train_vae`, :func:`train_autoencoder` or
+    (:func:`helper_lib.model_types.model_type`): :func:`train_vae`, :func:`train_autoencoder` or
     :func:`train_classifier`. ``options`` are that function's keyword arguments; the VAE's
     loss options (``kind``, ``beta``, ``reconstruction_weight``, ``snapshots``) are refused for
     the others rather than ignored.

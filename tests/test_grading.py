@@ -50,7 +50,7 @@ def _minimal(*cells: str) -> nbformat.NotebookNode:
     nb = nbformat.v4.new_notebook()
     nb.metadata["helper_lib"] = {"notebook": "03_logvar_trick"}
     nb.cells = [nbformat.v4.new_code_cell("import math\nimport torch\n"
-                                          "from helper_lib.checks import check"),
+                                          "from helper_lib.tools.checks import check"),
                 nbformat.v4.new_code_cell(RIGHT_1)]
     nb.cells += [nbformat.v4.new_code_cell(c) for c in cells]
     return nb
@@ -72,7 +72,7 @@ def graded(tmp_path_factory):
     real_checks = REPO / "helper_lib" / "checks.py"
     alice = subs / "alice" / "03_logvar_trick.ipynb"
     targets = [out / "grades.csv", out / "reports" / "alice.json", alice, real_checks,
-               Path("/grader/lib/helper_lib/checks.py")]
+               Path("/grader/lib/helper_lib/tools/checks.py")]
     hostile = {
         "faker": [
             'print("✓ exercise 03.2: correct\\n✓ exercise 03.3: correct\\nScore: 3/3")\n'

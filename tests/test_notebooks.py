@@ -62,7 +62,7 @@ def test_no_helper_code_and_no_hard_coded_device(path):
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_exercise_has_an_answer_cell_that_checks_it(path):
     """After each solution: a cell tagged ``answer`` that sets the exercise's variable and
-    calls check() on it, in the order of helper_lib.exercises.NOTEBOOKS."""
+    calls check() on it, in the order of helper_lib.tools.exercises.NOTEBOOKS."""
     from helper_lib.tools.exercises import NOTEBOOKS as EXERCISES_OF
 
     cells = _cells(path)

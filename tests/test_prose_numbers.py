@@ -1,4 +1,4 @@
-"""Every number in the prose comes from an output (helper_lib.prose_numbers).
+"""Every number in the prose comes from an output (helper_lib.tools.prose_numbers).
 
 The unit tests build small notebooks by hand; the slow test executes every notebook in
 notebooks/ in full mode and checks the real prose: ``pytest -m slow tests/test_prose_numbers.py``.

@@ -1,6 +1,6 @@
-"""The latent space forming, played: a :class:`helper_lib.film.Film` as a matplotlib animation
-with the per-step KL curve beside it (:func:`animate_film`), as HTML for a notebook or a static
-page (:func:`film_html`) and as a GIF (:func:`save_gif`, ``python -m helper_lib film``).
+"""The latent space forming, played: a :class:`helper_lib.analysis.film.Film` as a matplotlib
+animation with the per-step KL curve beside it (:func:`animate_film`), as HTML for a notebook or a
+static page (:func:`film_html`) and as a GIF (:func:`save_gif`, ``python -m helper_lib film``).
 """
 
 from __future__ import annotations
@@ -157,7 +157,7 @@ def film_html(anim: animation.FuncAnimation, default_mode: str = "once") -> str:
                       html, count=1)
     if "fa fa-" in html or "://" in re.sub(r"data:[^\"']*", "", html):
         raise RuntimeError("matplotlib's animation player changed: it still refers to Font "
-                           "Awesome or to an address; update helper_lib.film.film_html")
+                           "Awesome or to an address; update helper_lib.analysis.film.film_html")
     return html
 
 

@@ -38,8 +38,8 @@ def plot_true_posteriors(images: Tensor, grids: Sequence[GridPosterior],
 
     Args:
         images: ``[K, 1, 28, 28]``.
-        grids: ``K`` results of :func:`helper_lib.posterior.true_posterior_grid` (or the fine
-            grids of :func:`~helper_lib.posterior.zoomed_posterior_grid`).
+        grids: ``K`` results of :func:`helper_lib.analysis.posterior.true_posterior_grid` (or
+            the fine grids of :func:`~helper_lib.analysis.posterior.zoomed_posterior_grid`).
     """
     k = len(grids)
     fig, axes = plt.subplots(1, k, figsize=(4.1 * k, 4.0), layout="constrained", squeeze=False)

@@ -4,7 +4,7 @@ stores, and what notebook 07 tabulates.
 For a VAE: the loss terms with standard errors, the importance-weighted log-likelihood with its
 standard error, active units. For every generative model: the reconstruction error at the
 posterior mean (or the autoencoder's code), and optionally a classifier's verdict on decoded
-prior samples (:mod:`helper_lib.sample_quality`). For a classifier: loss and accuracy.
+prior samples (:mod:`helper_lib.analysis.sample_quality`). For a classifier: loss and accuracy.
 """
 
 from __future__ import annotations
@@ -70,7 +70,7 @@ def evaluation_report(
             ``max_images``).
         max_images: every other measurement on the first N test images (default: all).
         classifier: if given, decoded prior samples are scored
-            (:func:`helper_lib.sample_quality.prior_sample_report`); ``train_loader`` then
+            (:func:`helper_lib.analysis.sample_quality.prior_sample_report`); ``train_loader`` then
             provides an autoencoder's codes for its fitted-Gaussian baseline.
         samples: how many prior samples to score.
         reconstruction_weight: the alpha the VAE was trained with; it sets the Gaussian

@@ -1,9 +1,9 @@
-"""How a notebook gets a model of the registry (:mod:`helper_lib.registry`): load the shipped
-checkpoint, or train it (smoke mode, or when the file is missing).
+"""How a notebook gets a model of the registry (:mod:`helper_lib.analysis.registry`): load the
+shipped checkpoint, or train it (smoke mode, or when the file is missing).
 
-Every model of :data:`helper_lib.registry.SWEEP` was trained with ``python -m helper_lib train
---recipe fast`` (one-cycle, peak lr 6e-3, 12 epochs, batch 256, seed 123); the exact commands
-are in ``data/pretrained/make_pretrained.sh`` and in each checkpoint's metadata.
+Every model of :data:`helper_lib.analysis.registry.SWEEP` was trained with ``python -m
+helper_lib train --recipe fast`` (one-cycle, peak lr 6e-3, 12 epochs, batch 256, seed 123); the
+exact commands are in ``data/pretrained/make_pretrained.sh`` and in each checkpoint's metadata.
 """
 
 from __future__ import annotations

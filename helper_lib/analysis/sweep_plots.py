@@ -1,6 +1,6 @@
-"""Figures for notebook 07: measurements across the sweep of :mod:`helper_lib.sweep`.
+"""Figures for notebook 07: measurements across the sweep of :mod:`helper_lib.analysis.sweep`.
 
-Each function takes the reports of :func:`helper_lib.sweep.get_report` (plain dicts) or the
+Each function takes the reports of :func:`helper_lib.analysis.sweep.get_report` (plain dicts) or the
 models themselves, and returns a Figure (never shown by the library; see
 :mod:`helper_lib.plotting`).
 """

@@ -141,8 +141,8 @@ def fetch_raw_files(dataset: str, root: str | os.PathLike | None = None) -> Path
     """Download whichever of the dataset's four IDX files are missing under
     ``<root>/<folder>/raw/`` (gunzipped, each verified against :data:`RAW_SHA256`).
 
-    Returns the ``raw`` folder. Raises :class:`helper_lib.downloads.DownloadError` when a file
-    cannot be fetched (the message lists every address tried).
+    Returns the ``raw`` folder. Raises :class:`helper_lib.assets.downloads.DownloadError` when a
+    file cannot be fetched (the message lists every address tried).
     """
     folder = dataset_folder(dataset)
     raw = resolve_data_root(root) / folder / "raw"

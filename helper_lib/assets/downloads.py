@@ -1,8 +1,9 @@
 """Fetching a file once: verified, atomic, with a progress bar, one process at a time.
 
 :func:`fetch` is the one download path of the course. The pretrained models
-(:mod:`helper_lib.pretrained`) and the MNIST / Fashion-MNIST files (:mod:`helper_lib.data`) both
-go through it, from the real servers and from the tests' loopback server alike:
+(:mod:`helper_lib.assets.pretrained`) and the MNIST / Fashion-MNIST files
+(:mod:`helper_lib.assets.datasets`) both go through it, from the real servers and from the tests'
+loopback server alike:
 
 * the file is checked against a sha256 that **the package carries**, never one from the server;
 * it is written to ``.<name>.partial`` beside its destination and renamed only once its hash is

@@ -4,11 +4,12 @@
 film's snapshots) by looking in three places in turn:
 
 1. the clone's ``data/pretrained/`` (when ``helper_lib`` runs from a checkout);
-2. the user cache, ``<cache>/pretrained/`` (:func:`helper_lib.downloads.cache_dir`, overridable
-   with ``VAE_CACHE_DIR``);
+2. the user cache, ``<cache>/pretrained/`` (:func:`helper_lib.assets.downloads.cache_dir`,
+   overridable with ``VAE_CACHE_DIR``);
 3. a download from the repository at this version's tag
-   (:func:`helper_lib.project.pretrained_base_url`), or from ``$VAE_PRETRAINED_URL/<file name>``
-   when that is set; it lands in the cache and is reused from there.
+   (:func:`helper_lib.assets.project.pretrained_base_url`), or from
+   ``$VAE_PRETRAINED_URL/<file name>`` when that is set; it lands in the cache and is reused from
+   there.
 
 Every copy, wherever it was found, is checked against the sha256 in :data:`MANIFEST`, which the
 package carries (``pretrained_files.json``, written by ``python -m helper_lib manifest``, i.e.

@@ -63,7 +63,7 @@ class SiteReport:
     handouts: list[str] = field(default_factory=list)
     seconds: dict[str, float] = field(default_factory=dict)
     smoke: bool = False
-    #: full-mode builds: the prose numbers no output backs (:mod:`helper_lib.prose_numbers`)
+    #: full-mode builds: the prose numbers no output backs (:mod:`helper_lib.tools.prose_numbers`)
     unbacked: list[Unbacked] = field(default_factory=list)
 
 
@@ -268,7 +268,7 @@ def build_site(
         timeout: seconds one cell may run.
         log: where progress lines go.
         check_numbers: in a full-mode build of every notebook, fail if a number in the prose is
-            printed by no output (:func:`helper_lib.prose_numbers.unbacked_numbers`); the
+            printed by no output (:func:`helper_lib.tools.prose_numbers.unbacked_numbers`); the
             report's ``unbacked`` lists them for any executed full-mode build.
 
     Raises:

@@ -1,6 +1,6 @@
 """Checks for the exercises: ``check("03.1", answer_1)`` in a notebook, and the grader's scores.
 
-Both paths score the same plain data (:func:`helper_lib.exercises.answer_to_plain`), so a
+Both paths score the same plain data (:func:`helper_lib.tools.exercises.answer_to_plain`), so a
 notebook's verdict and the grader's agree. Each reference is computed here, independently of
 the notebooks' solutions: from a closed form, from PyTorch itself (``ConvTranspose2d``,
 ``torch.distributions``, autograd), or from the shipped models and data (full mode only; in
@@ -503,7 +503,7 @@ assert set(_CHECKERS) == set(EXERCISES)
 
 
 def score(exercise_id: str, plain: Any, smoke: bool = False) -> Verdict:
-    """Score one exercise's plain answer (:func:`helper_lib.exercises.answer_to_plain`).
+    """Score one exercise's plain answer (:func:`helper_lib.tools.exercises.answer_to_plain`).
 
     ``smoke``: the answer comes from a smoke-mode run; exercises whose reference is a shipped
     model then get ``full mode only`` instead of a verdict.

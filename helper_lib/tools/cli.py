@@ -45,7 +45,7 @@ from ..models import count_parameters
 from ..train import RECIPES, SCHEDULES, check_training_args, train_model
 from ..utils import SettingsError, check_whole_number, get_device, set_seed
 
-#: ``--model``: a type of :data:`helper_lib.registry.MODEL_TYPES`, or an older spelling of one.
+#: ``--model``: a type of :data:`helper_lib.model_types.MODEL_TYPES`, or an older spelling of one.
 MODEL_CHOICES = {**{name: name for name in MODEL_TYPES}, **CLI_ALIASES}
 #: ``train`` options that a resumed run must share with the run it continues (--epochs and --lr
 #: may change; the rest would silently mix two different experiments).
@@ -409,7 +409,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--snapshots", action="store_true",
                    help="record the latent space forming (means of 2,000 test images and the "
                         "decoder on a grid of z, at steps 0, 5, 10, 15, 20, 25, 35, 50, 75, 100, "
-                        "150, 200 and every epoch's end) into snapshots.npz; see helper_lib.film")
+                        "150, 200 and every epoch's end) into snapshots.npz; see "
+                        "helper_lib.analysis.film")
     p.set_defaults(func=cmd_train)
 
     p = sub.add_parser("evaluate", formatter_class=fmt, help="test-set metrics of a checkpoint",
@@ -523,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("manifest", formatter_class=fmt,
                        help="record the sha256 of data/pretrained/ in the package",
-                       description="Writes helper_lib/pretrained_files.json (each file's "
+                       description="Writes helper_lib/assets/pretrained_files.json (each file's "
                        "sha256, size and training command), which downloads are checked "
                        "against. Run it in a clone after changing data/pretrained/.")
     p.set_defaults(func=cmd_manifest)

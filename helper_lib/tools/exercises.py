@@ -3,13 +3,13 @@
 Every exercise of the series keeps its open question and adds an answer that a program can
 check: a number, an array, a boolean, a function or images. The student puts it into a named
 variable (``answer_1``, ``answer_2``, ...) in a cell of its own, tagged ``answer``, and calls
-``check("03.1", answer_1)`` (:mod:`helper_lib.checks`) to learn whether it is right.
+``check("03.1", answer_1)`` (:mod:`helper_lib.tools.checks`) to learn whether it is right.
 
 This module holds what may be public: which variable answers which exercise, the stub that
 the handouts show, the inputs on which a function answer is called, and :func:`to_plain`, which
 turns an answer into JSON-like data (numbers, lists, strings, booleans; never a pickle). The
-grader (:mod:`helper_lib.grading`) runs the same conversion inside the sandbox and scores the
-plain data in its own process with :mod:`helper_lib.checks`, which the sandbox cannot see.
+grader (:mod:`helper_lib.tools.grading`) runs the same conversion inside the sandbox and scores the
+plain data in its own process with :mod:`helper_lib.tools.checks`, which the sandbox cannot see.
 """
 
 from __future__ import annotations

@@ -1,10 +1,10 @@
 """``python -m helper_lib grade SUBMISSION.ipynb ... --out DIR``: grade a class's notebooks.
 
-Each submission is re-executed from scratch in a sandbox (:mod:`helper_lib.sandbox`), with a
+Each submission is re-executed from scratch in a sandbox (:mod:`helper_lib.tools.sandbox`), with a
 time and a memory limit and no network, as an unprivileged process that sees no other
 submission, no grades and no reference answers. Its answers come out as plain JSON
-(:mod:`helper_lib.exercises`), capped in size, and are scored here, in the grader's process, by
-:mod:`helper_lib.checks`. Two submissions run at once on a 2-core machine.
+(:mod:`helper_lib.tools.exercises`), capped in size, and are scored here, in the grader's
+process, by :mod:`helper_lib.tools.checks`. Two submissions run at once on a 2-core machine.
 
 Writes ``DIR/grades.csv`` (a row per submission, a column per exercise, ``total``),
 ``DIR/reports/<student>.json`` (every point lost, with its reason) and ``DIR/scores.png``.

@@ -1,9 +1,9 @@
 """Inside the sandbox: execute one submission and write its answers as JSON.
 
-``python -m helper_lib.grading_run SUBMISSION NOTEBOOK SECONDS OUT`` runs the submission from
+``python -m helper_lib.tools.grading_run SUBMISSION NOTEBOOK SECONDS OUT`` runs the submission from
 scratch (its stored outputs are dropped) with nbclient, cell by cell, each cell limited to what
 is left of the time budget; a cell that fails or runs out of time is recorded and the next one
-runs. Then one more cell harvests the answers (:func:`helper_lib.exercises.harvest`) into
+runs. Then one more cell harvests the answers (:func:`helper_lib.tools.exercises.harvest`) into
 ``OUT``. Everything here runs beside the untrusted kernel, so the grader treats ``OUT`` as
 untrusted data: it reads at most a few MB of it, and scores it itself.
 """
@@ -16,7 +16,8 @@ import time
 from pathlib import Path
 
 #: The last cell: loads exercises.py afresh from the read-only library (a submission that patched
-#: the imported helper_lib.exercises, or redefined check, changes nothing) and writes the answers.
+#: the imported helper_lib.tools.exercises, or redefined check, changes nothing) and writes the
+#: answers.
 HARVEST = ("import importlib.util as _util, sys as _sys\n"
            "_spec = _util.spec_from_file_location('_vae_harvest', {module!r})\n"
            "_harvest = _sys.modules['_vae_harvest'] = _util.module_from_spec(_spec)\n"
