@@ -16,6 +16,9 @@ The top level is the lecture's library, the code behind L17.1-L17.5 that a noteb
   three types of model), :mod:`helper_lib.interactive` (the live latent explorer) and
   :mod:`helper_lib.utils` (``set_seed``, ``get_device``, ``deterministic``, ``smoke_mode``).
 
+``python -m helper_lib`` runs :mod:`helper_lib.__main__`, which hands over to the command line
+(:mod:`helper_lib.tools.cli`).
+
 The course's machinery lives in subpackages named for their job:
 
 * :mod:`helper_lib.fast`: the speed machinery (fused layers, bf16 or fp32, the allocator).

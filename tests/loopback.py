@@ -15,7 +15,8 @@ class Loopback:
 
     ``server.stall`` (a set of paths) makes those requests hang after the headers;
     ``server.truncate`` sends only half of the body but announces all of it;
-    ``server.requests`` lists every path asked for.
+    ``server.requests`` lists every path asked for, and ``server.calls`` every
+    ``(method, path)``.
     """
 
     def __init__(self, files: dict[str, bytes] | None = None) -> None:
@@ -24,6 +25,7 @@ class Loopback:
         self.truncate: set[str] = set()
         self.slow: set[str] = set()  # one second before the body
         self.requests: list[str] = []
+        self.calls: list[tuple[str, str]] = []  # (HTTP method, path) of every request
         self._stop = threading.Event()
         outer = self
 
@@ -40,6 +42,7 @@ class Loopback:
             def _answer(self, body: bool) -> None:
                 path = self.path.split("?")[0]
                 outer.requests.append(path)
+                outer.calls.append((self.command, path))
                 data = outer.files.get(path)
                 if data is None:
                     self.send_error(404)

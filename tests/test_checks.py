@@ -13,6 +13,7 @@ import builtins
 import gzip
 import json
 import math
+import re
 from pathlib import Path
 
 import pytest
@@ -107,15 +108,67 @@ def test_each_check_accepts_its_solution_and_rejects_a_plausible_wrong_answer(ex
 _WRONG = _wrong_answers()
 
 
+#: A number as a hint writes it: ``2,000``, ``0.08``, ``.5``, ``23``, ``8 %`` (the sign apart).
+_NUMBER = re.compile(r"(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.\d+|\d+)(\s*%)?")
+
+
+def _numbers_written(text: str) -> list[tuple[float, int]]:
+    """Each number in ``text`` with the decimals it is written to: ``8 %`` is (0.08, 2)."""
+    found = []
+    for digits, percent in _NUMBER.findall(text):
+        digits = digits.replace(",", "")
+        value, decimals = float(digits), len(digits.partition(".")[2])
+        found.append((value / 100, decimals + 2) if percent else (value, decimals))
+    return found
+
+
+def _reference_numbers(reference) -> list[float]:
+    """The numbers of a plain reference answer, nested lists flattened (no booleans)."""
+    if isinstance(reference, list):
+        return [n for item in reference for n in _reference_numbers(item)]
+    return [] if isinstance(reference, bool) else [float(reference)]
+
+
+def _leaks(reference: float, text: str) -> list[tuple[float, int]]:
+    """The numbers of ``text`` that are ``reference`` rounded (or cut) to the decimals they are
+    written with. A whole number counts only for a reference of 10 or more (``1`` is not 0.82
+    leaked), and a small whole reference (0, 1, ...) is a fact that a hint may state."""
+    r = abs(reference)
+    if r == int(r) and r < 10:
+        return []
+    return [(v, d) for v, d in _numbers_written(text)
+            if (d > 0 or r >= 10) and abs(r - v) < 10.0 ** -d]
+
+
+#: Exercises answered by a function are left out: their references are the checker's own
+#: inputs' results, and 01.2's hint shows one on purpose. 02.1's are 100 images.
+_VALUE_ANSWERS = sorted(e for e, ref in SOLUTIONS.items()
+                        if not isinstance(ref, dict) and len(_reference_numbers(ref)) <= 20)
+
+
+def test_the_leak_scan_finds_a_reference_however_it_is_written():
+    assert _VALUE_ANSWERS == ["01.1", "01.3", "02.2", "03.1", "03.3", "04.1", "04.2", "05.1",
+                              "05.2", "06.1", "06.2", "07.1", "07.3", "08.1", "09.1"]
+    assert _reference_numbers([[0.135335, 1.0, 2.71828], -4.60517]) == [
+        0.135335, 1.0, 2.71828, -4.60517]
+    for written in ("0.08", "0.080", ".08", "8 %", "8.0%", "0.1"):
+        assert _leaks(0.08, f"hint: the fraction is {written}."), written
+    for written in ("-4.6", "−4.61", "4.605", "4.60517", "4.6052"):
+        assert _leaks(-4.60517, f"hint: log(0.01) = {written}"), written
+    assert _leaks(251147, "the count is 251,147") and _leaks(23.1603, "about 23 at s = 0.5")
+    assert _leaks(0.818147, "0.81 or 0.82, roughly") == [(0.81, 2), (0.82, 2)]
+    for clean, reference in [("1 %, 0.5, 2,000 and 300 draws", 0.08), ("½(μ² − 1)", 0.818147),
+                             ("from 0 to 1", 0.0), ("0.5 and 1", 1.0), ("0.71", 0.818147)]:
+        assert _leaks(reference, clean) == [], (clean, reference)
+
+
 def test_a_hint_never_contains_the_reference_value():
-    """The hint says which step went wrong; it does not print the number to copy."""
-    for exercise_id in ("03.1", "04.2", "02.2", "09.1"):
+    """The hint says which step went wrong; it does not print the number to copy, to any number
+    of decimals."""
+    for exercise_id in _VALUE_ANSWERS:
         message = score(exercise_id, _WRONG[exercise_id]).message
-        reference = SOLUTIONS[exercise_id]
-        numbers = reference if isinstance(reference, list) else [reference]
-        for n in numbers:
-            if isinstance(n, float):
-                assert f"{n:.3f}" not in message, (exercise_id, message)
+        for n in _reference_numbers(SOLUTIONS[exercise_id]):
+            assert _leaks(n, message) == [], (exercise_id, n, message)
 
 
 def test_function_answers_are_called_on_the_checkers_own_inputs():

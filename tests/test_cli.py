@@ -4,6 +4,7 @@ import sys
 
 import pytest
 import torch
+from test_plotting import check_recipes_figure
 
 from helper_lib.assets.downloads import sha256_file
 from helper_lib.checkpoints import load_model
@@ -153,13 +154,29 @@ def test_recipe_sets_schedule_lr_and_epochs_and_explicit_flags_win(tmp_path):
     assert history["lr"][1] < fast["lr"] / 1000
 
 
-def test_compare_draws_the_recipes_side_by_side(tmp_path):
-    from helper_lib.checkpoints import pretrained_path
+def test_compare_draws_the_recipes_side_by_side(tmp_path, monkeypatch):
+    from helper_lib import plotting
+    from helper_lib.checkpoints import load_checkpoint, pretrained_path
+    from helper_lib.history import History
 
+    drawn, real = [], plotting.plot_recipes
+
+    def keep(*args, **kwargs):  # the command's own figure, to look at
+        drawn.append(real(*args, **kwargs))
+        return drawn[-1]
+
+    monkeypatch.setattr(plotting, "plot_recipes", keep)
     out = tmp_path / "recipes.png"
-    assert main(["compare", str(pretrained_path("conv_vae_mnist")),
-                 str(pretrained_path("conv_ae_mnist")), "--labels", "vae", "ae",
-                 "--out", str(out)]) == 0
+    vae, ae = pretrained_path("conv_vae_mnist"), pretrained_path("conv_ae_mnist")
+    assert main(["compare", str(vae), str(ae), "--labels", "vae", "ae", "--out", str(out)]) == 0
+    # the figure of the two histories beside the checkpoints, their test losses and rates
+    runs = {"vae": History.from_json(vae.with_name("conv_vae_mnist.history.json")),
+            "ae": History.from_json(ae.with_name("conv_ae_mnist.history.json"))}
+    meta = {label: load_checkpoint(path)["metadata"] for label, path in [("vae", vae),
+                                                                          ("ae", ae)]}
+    test_loss = {"vae": meta["vae"]["test"]["total"], "ae": meta["ae"]["test"]["mse"]}
+    assert len(drawn) == 1
+    check_recipes_figure(drawn[0], runs, test_loss, {k: m["lr"] for k, m in meta.items()})
     assert out.stat().st_size > 10_000
     assert main(["compare", str(pretrained_path("conv_vae_mnist")), "--labels", "a", "b",
                  "--out", str(out)]) == 2

@@ -188,22 +188,39 @@ def test_sigkill_mid_epoch_then_the_same_command_resumes_from_the_last_finished_
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
+def _module_files() -> dict[str, Path]:
+    """Every ``.py`` file of helper_lib, subpackages included, by its dotted path relative to
+    the package: ``train``, ``assets.datasets``, ``tools.__init__``, ``__main__``."""
+    lib = REPO / "helper_lib"
+    files = {".".join(p.relative_to(lib).with_suffix("").parts): p
+             for p in sorted(lib.rglob("*.py"))}
+    on_disk = {Path(d) / f for d, _, names in os.walk(lib) for f in names if f.endswith(".py")}
+    assert set(files.values()) == on_disk, "every .py file under the package, at any depth"
+    return files
+
+
 def test_checkpoints_and_train_no_longer_import_each_other():
-    """No import cycles inside helper_lib (checkpoints <-> train over History was one)."""
+    """No import cycles inside helper_lib (checkpoints <-> train over History was one), across
+    the subpackages too; function-level imports count."""
     import ast
 
-    package = REPO / "helper_lib"
+    files = _module_files()
     graph: dict[str, set[str]] = {}
-    for file in package.glob("*.py"):
+    for name, file in files.items():
+        package = name.split(".")[:-1]  # where this module's relative imports start
         deps = set()
         for node in ast.walk(ast.parse(file.read_text())):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                if node.module:
-                    deps.add(node.module.split(".")[0])
-                else:
-                    deps.update(alias.name for alias in node.names)
-        graph[file.stem] = deps - {file.stem}
+            if isinstance(node, ast.ImportFrom) and node.level:
+                start = package[: len(package) - node.level + 1]
+                target = ".".join([*start, *([node.module] if node.module else [])])
+                for alias in node.names:  # `from ..fast import layers`: the module itself
+                    full = f"{target}.{alias.name}" if target else alias.name
+                    deps.add(full if full in files else target or "__init__")
+        graph[name] = {f"{d}.__init__" if f"{d}.__init__" in files else d
+                       for d in deps} - {name}
     assert "train" not in graph["checkpoints"] and "history" in graph["checkpoints"]
+    assert {"fast.precision", "train"} <= graph["tools.speed"]  # seen through `..`
+    assert set(graph) == set(files) and all(d in files for ds in graph.values() for d in ds)
 
     def reach(start: str, seen: set[str]) -> set[str]:
         for dep in graph.get(start, ()):
@@ -216,17 +233,31 @@ def test_checkpoints_and_train_no_longer_import_each_other():
     assert cyclic == [], f"import cycles through {cyclic}"
 
 
+def _readme_section(readme: str, heading: str) -> str:
+    start = readme.index(f"\n{heading}\n")
+    end = readme.find("\n## ", start + 1)
+    return readme[start: end if end != -1 else None]
+
+
 def test_the_package_docstring_and_the_readme_name_every_module():
+    """README's module tables name every module (``data``, ``assets.datasets``); helper_lib's
+    docstring names each top-level module and each subpackage, and a subpackage's docstring
+    each of its modules."""
+    import importlib
     import re
-    from pathlib import Path
 
-    import helper_lib
-
-    root = Path(helper_lib.__file__).parent
-    modules = {p.stem for p in root.glob("*.py")} - {"__init__"}
-    readme = (root.parent / "README.md").read_text()
-    table = set(re.findall(r"^\| `([a-z_]+)`(?:, `([a-z_]+)`)?", readme, re.M))
-    in_readme = {m for pair in table for m in pair if m} | {"__main__"}
-    assert modules - in_readme == set(), "README's module table"
-    named = set(re.findall(r":mod:`helper_lib\.([a-z_]+)`", helper_lib.__doc__))
-    assert modules - named == set(), "helper_lib's docstring"
+    modules = {name.removesuffix(".__init__") for name in _module_files()} - {"__init__"}
+    subpackages = {name for name in modules
+                   if (REPO / "helper_lib" / name.replace(".", "/") / "__init__.py").is_file()}
+    assert {"fast", "assets", "analysis", "tools"} <= subpackages
+    section = _readme_section((REPO / "README.md").read_text(), "## `helper_lib`")
+    in_readme = {m for cell in re.findall(r"^\| (`[a-z_.]+`(?:, `[a-z_.]+`)*) \|", section, re.M)
+                 for m in re.findall(r"`([a-z_.]+)`", cell)}
+    assert modules - subpackages - {"__main__"} - in_readme == set(), "README's module table"
+    assert in_readme - modules == set(), "README's module table names no module that is gone"
+    for package in ["", *sorted(subpackages)]:  # helper_lib itself, then each subpackage
+        where = f"helper_lib.{package}".rstrip(".")
+        doc = importlib.import_module(where).__doc__
+        named = set(re.findall(rf":mod:`~?{re.escape(where)}\.([a-z_]+)`", doc))
+        inside = {m.rpartition(".")[2] for m in modules if m.rpartition(".")[0] == package}
+        assert inside - named == set(), f"{where}'s docstring"

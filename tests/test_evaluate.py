@@ -2,18 +2,20 @@ import math
 
 import pytest
 import torch
+import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from helper_lib.evaluate import (
     active_units,
     collect_latents,
     evaluate_autoencoder,
+    evaluate_model,
     evaluate_vae,
     importance_weighted_log_likelihood,
     reconstruct,
 )
 from helper_lib.losses import vae_loss
-from helper_lib.models import ConvAutoencoder, ConvVAE
+from helper_lib.models import ConvAutoencoder, ConvVAE, MnistClassifier
 
 
 @pytest.fixture(scope="module")
@@ -325,3 +327,46 @@ def test_the_gap_split_adds_up_and_finds_each_cause_alone():
     assert split.width == pytest.approx(0.5 * (4 - 1 - math.log(4)), rel=1e-3)
     assert split.width == pytest.approx(kl, rel=1e-3)
     assert sum(split[1:]) == pytest.approx(split.total, abs=1e-12)
+
+
+@pytest.mark.parametrize("type_name", ["vae", "autoencoder", "classifier"])
+def test_evaluate_model_gives_each_types_loss_as_computed_by_hand(type_name):
+    """evaluate_model against each type's loss written out with torch.nn.functional, in eval
+    mode, on the first 6 of 10 images in batches of 4 (the second one cut short); for the VAE
+    with its own options away from their defaults."""
+    torch.manual_seed(0)
+    x, y = torch.rand(10, 1, 28, 28), torch.randint(0, 10, (10,))
+    model = {"vae": ConvVAE, "autoencoder": ConvAutoencoder,
+             "classifier": MnistClassifier}[type_name]().train()
+    vae_options = {}
+    if type_name == "vae":  # a wide posterior off the origin: a KL of a few nats per image
+        with torch.no_grad():
+            model.z_mean.bias.fill_(1.0)
+            model.z_log_var.bias.fill_(2.0)
+        vae_options = dict(kind="bce", reconstruction_weight=2.0, beta=0.5)
+    if type_name == "classifier":  # labels that make the accuracy exactly 4 of the 6
+        with torch.no_grad():
+            predicted = model.eval()(x).argmax(1)
+        y = torch.where(torch.arange(10) < 4, predicted, (predicted + 1) % 10)
+        model.train()
+    # batches of 4 as a list: a DataLoader would also draw its workers' seed from the RNG
+    loader = [(x[i: i + 4], y[i: i + 4]) for i in range(0, 10, 4)]
+    got = evaluate_model(model, loader, seed=5, max_items=6, **vae_options)
+    assert model.training, "the model is put back in the mode it was in"
+
+    x, y = x[:6], y[:6]
+    with torch.no_grad():
+        model.eval()
+        if type_name == "vae":
+            torch.manual_seed(5)  # z drawn batch by batch, as the loader gives them
+            _, mu, logvar, x_hat = (torch.cat(t) for t in zip(model(x[:4]), model(x[4:]),
+                                                             strict=True))
+            rec = F.binary_cross_entropy(x_hat, x, reduction="none").sum((1, 2, 3)).mean()
+            kl = (-0.5 * (1 + logvar - mu**2 - logvar.exp())).sum(1).mean()
+            assert kl > 2.0
+            expected = {"total": 2.0 * rec + 0.5 * kl, "reconstruction": rec, "kl": kl}
+        elif type_name == "autoencoder":
+            expected = {"mse": F.mse_loss(model(x)[1], x)}
+        else:
+            expected = {"cross_entropy": F.cross_entropy(model(x), y), "accuracy": 4 / 6}
+    assert got == pytest.approx({k: float(v) for k, v in expected.items()}, rel=1e-5)

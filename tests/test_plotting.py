@@ -168,3 +168,60 @@ def test_a_single_image_is_drawn_large_enough_to_see():
     many = plotting.plot_images(torch.rand(20, 1, 28, 28), nrow=10)
     assert min(one.get_size_inches()) >= 2.4
     assert many.get_size_inches()[0] == pytest.approx(6.0)  # 0.6 in per image
+
+
+def check_recipes_figure(fig, runs, test_loss, constant_lr):
+    """``fig`` is plot_recipes' figure of ``runs`` (label -> History): on the left each run's
+    loss per epoch and its test loss as a star, on the right its learning rate, each run in one
+    colour of its own and named in both legends."""
+    import numpy as np
+
+    assert len(fig.axes) == 2
+    left, right = fig.axes
+    on_left = {line.get_label(): line for line in left.get_lines()}
+    on_right = {line.get_label(): line for line in right.get_lines()}
+    legend = []
+    for label, history in runs.items():
+        curve = on_left.pop(f"{label}: {history.epochs} epochs", None)
+        assert curve, f"no loss curve of {label!r} on the left, only {sorted(on_left)}"
+        np.testing.assert_array_equal(curve.get_xdata(), np.arange(1, history.epochs + 1))
+        np.testing.assert_array_equal(curve.get_ydata(), history.train[history.names[0]])
+        legend.append(curve.get_label())
+        if label in test_loss:
+            star = on_left.pop(f"{label}, test set: {test_loss[label]:.2f}", None)
+            assert star, f"no test-set star of {label!r} on the left, only {sorted(on_left)}"
+            assert (list(star.get_xdata()), list(star.get_ydata())) == (
+                [history.epochs], [test_loss[label]])
+            assert star.get_color() == curve.get_color() and star.get_marker() == "*"
+            legend.append(star.get_label())
+        rate = on_right.pop(label, None)
+        assert rate, f"no learning rate of {label!r} on the right, only {sorted(on_right)}"
+        assert rate.get_color() == curve.get_color()
+        if history.lr:
+            steps = np.arange(len(history.lr)) / history.batches_per_epoch[0]
+            np.testing.assert_allclose(rate.get_xdata(), steps, rtol=0, atol=1e-12)
+            np.testing.assert_array_equal(rate.get_ydata(), history.lr)
+        else:
+            assert list(rate.get_xdata()) == [0, history.epochs]
+            assert list(rate.get_ydata()) == [constant_lr[label]] * 2
+    assert on_left == {} and on_right == {}, "nothing drawn but the runs"
+    assert len({line.get_color() for line in right.get_lines()}) == len(runs)
+    assert [t.get_text() for t in left.get_legend().get_texts()] == legend
+    assert [t.get_text() for t in right.get_legend().get_texts()] == list(runs)
+    lowest = min([h.train[h.names[0]][-1] for h in runs.values()] + list(test_loss.values()))
+    assert left.get_ylim() == (lowest - 1.5, lowest + 12)  # zoomed on the end of training
+    assert (left.get_xlabel(), right.get_ylabel()) == ("epoch", "Adam's learning rate")
+
+
+def test_plot_recipes_draws_each_runs_losses_and_learning_rates():
+    from helper_lib.history import History
+    from helper_lib.plotting import plot_recipes
+
+    onecycle = History(("total", "kl"), train={"total": [60.0, 45.5, 41.25], "kl": [1, 2, 3]},
+                       epoch_seconds=[1.0] * 3, batches_per_epoch=[2] * 3,
+                       lr=[1e-4, 3e-3, 6e-3, 2e-3, 5e-4, 1e-6])
+    constant = History(("total",), train={"total": [58.0, 47.0]}, epoch_seconds=[1.0] * 2,
+                       batches_per_epoch=[4] * 2)
+    runs = {"fast": onecycle, "lecture": constant}
+    fig = plot_recipes(runs, test_loss={"fast": 40.5}, constant_lr={"lecture": 5e-4})
+    check_recipes_figure(fig, runs, {"fast": 40.5}, {"lecture": 5e-4})

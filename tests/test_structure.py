@@ -4,134 +4,99 @@ modules, and descriptions that match the code."""
 from __future__ import annotations
 
 import ast
+import os
 import re
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
 import torch
-from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
 import helper_lib
-from helper_lib import train
-from helper_lib.analysis.registry import PRETRAINED, PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
+from helper_lib.analysis.registry import PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
 from helper_lib.assets.pretrained import manifest
-from helper_lib.evaluate import (
-    evaluate_autoencoder,
-    evaluate_classifier,
-    evaluate_model,
-    evaluate_vae,
-)
-from helper_lib.model_types import MODEL_TYPES, check_outputs, model_type
-from helper_lib.models import ConvAutoencoder, ConvVAE, MnistClassifier
 from helper_lib.tools import cli
-from helper_lib.utils import SettingsError
 
 LIB = Path(helper_lib.__file__).parent
 REPO = LIB.parent
 
 
-def _modules() -> dict[str, ast.Module]:
-    return {p.stem: ast.parse(p.read_text(), str(p)) for p in sorted(LIB.glob("*.py"))}
+def _module_files(lib: Path) -> dict[str, Path]:
+    """Every ``.py`` file of the package at ``lib``, subpackages included, by its dotted path
+    relative to ``lib``: ``train``, ``tools.cli``, ``fast.__init__``, ``__main__``."""
+    files = {".".join(p.relative_to(lib).with_suffix("").parts): p
+             for p in sorted(lib.rglob("*.py"))}
+    on_disk = {Path(d) / f for d, _, names in os.walk(lib) for f in names if f.endswith(".py")}
+    assert set(files.values()) == on_disk, "every .py file under the package, at any depth"
+    return files
+
+
+def _private_uses(lib: Path) -> list[str]:
+    """Where a module of the package at ``lib`` takes another module's private name:
+    ``from .evaluate import _x``, ``from ..train import _x``, ``from helper_lib.train import _x``,
+    or ``plotting._x`` after ``from .. import plotting`` (``from ..fast import layers``)."""
+    files = _module_files(lib)
+    found = []
+    for name, path in files.items():
+        package = name.split(".")[:-1]  # where this module's relative imports start
+        modules = {}  # local name -> a module of the package, for `from .. import plotting`
+        tree = ast.parse(path.read_text(), str(path))
+        for node in ast.walk(tree):
+            if not isinstance(node, ast.ImportFrom):
+                continue
+            if node.level:
+                start = package[: len(package) - node.level + 1]
+                target = ".".join([*start, *([node.module] if node.module else [])])
+                written = "." * node.level + (node.module or "")
+            elif (node.module or "").split(".")[0] == lib.name:
+                target = node.module.removeprefix(lib.name).lstrip(".")
+                written = node.module
+            else:
+                continue  # another package's private names are its own business
+            for alias in node.names:
+                full = f"{target}.{alias.name}" if target else alias.name
+                if alias.name.startswith("_"):
+                    found.append(f"{name}: from {written} import {alias.name}")
+                elif full in files or f"{full}.__init__" in files:
+                    modules[alias.asname or alias.name] = full
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                    and node.value.id in modules and node.attr.startswith("_")):
+                found.append(f"{name}: {node.value.id}.{node.attr}")
+    return found
 
 
 def test_no_module_uses_another_modules_private_names():
     """A name another module needs is public: ``from .evaluate import _inference`` or
-    ``plotting._finish`` would hide a dependency behind an underscore."""
-    modules = _modules()
-    found = []
-    for name, tree in modules.items():
-        siblings = {}  # local name -> sibling module, for `from . import plotting`
-        for node in ast.walk(tree):
-            if isinstance(node, ast.ImportFrom) and node.level == 1:
-                for alias in node.names:
-                    if node.module is None:
-                        siblings[alias.asname or alias.name] = alias.name
-                    elif alias.name.startswith("_"):
-                        found.append(f"{name}: from .{node.module} import {alias.name}")
-        for node in ast.walk(tree):
-            if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                    and node.value.id in siblings and node.attr.startswith("_")):
-                found.append(f"{name}: {node.value.id}.{node.attr}")
-    assert found == []
+    ``plotting._finish`` would hide a dependency behind an underscore, in any subpackage."""
+    seen = set(_module_files(LIB))
+    assert {"__init__", "train", "fast.layers", "assets.datasets", "analysis.film",
+            "tools.cli", "tools.__init__"} <= seen
+    assert _private_uses(LIB) == []
 
 
-def test_a_module_that_would_break_the_rule_is_caught(tmp_path, monkeypatch):
-    """The scan above can fail: a module importing a private name is reported."""
+def test_a_module_that_would_break_the_rule_is_caught(tmp_path):
+    """The scan above can fail: a private name taken across modules and subpackages, by a
+    relative or an absolute import or through an imported module, is reported."""
     bad = tmp_path / "helper_lib"
-    bad.mkdir()
+    for folder, files in {"": ["__init__", "evaluate", "plotting", "train"],
+                          "fast": ["__init__", "layers"], "tools": ["__init__"]}.items():
+        (bad / folder).mkdir(parents=True, exist_ok=True)
+        for stem in files:
+            (bad / folder / f"{stem}.py").write_text("")
     (bad / "a.py").write_text("from .evaluate import _secret\n")
-    monkeypatch.setattr(sys.modules[__name__], "LIB", bad)
-    with pytest.raises(AssertionError):
-        test_no_module_uses_another_modules_private_names()
-
-
-def _loader(n: int = 12, labels: bool = True) -> DataLoader:
-    g = torch.Generator().manual_seed(0)
-    x = torch.rand(n, 1, 28, 28, generator=g)
-    y = torch.randint(0, 10, (n,), generator=g)
-    return DataLoader(TensorDataset(x, y) if labels else TensorDataset(x), batch_size=4)
-
-
-@pytest.mark.parametrize("trainer, model", [
-    (train.train_vae, ConvVAE), (train.train_autoencoder, ConvAutoencoder),
-    (train.train_classifier, MnistClassifier)])
-def test_every_training_function_runs_train_step_once_per_batch(monkeypatch, trainer, model):
-    calls = []
-    real = train.train_step
-
-    def counting(*args, **kwargs):
-        calls.append(args[1].shape)
-        return real(*args, **kwargs)
-
-    monkeypatch.setattr(train, "train_step", counting)
-    history = trainer(model(), _loader(), epochs=2, progress=False, precision="fp32",
-                      device="cpu")
-    assert len(calls) == 6 == sum(history.batches_per_epoch)  # 2 epochs x 3 batches
-    assert calls[0] == (4, 1, 28, 28)
-
-
-def test_train_model_dispatches_on_the_type_and_refuses_a_vae_option_elsewhere():
-    torch.manual_seed(0)
-    a, b = ConvVAE(), ConvVAE()
-    b.load_state_dict(a.state_dict())
-    by_type = train.train_model(a, _loader(), 1, progress=False, precision="fp32",
-                                device="cpu", seed=1, beta=2.0)
-    direct = train.train_vae(b, _loader(), 1, progress=False, precision="fp32", device="cpu",
-                             seed=1, beta=2.0)
-    assert by_type.names == ("total", "reconstruction", "kl")
-    assert by_type.batch == direct.batch  # the same run, step for step
-    assert train.train_model(MnistClassifier(), _loader(), 1, progress=False,
-                             device="cpu").names == ("cross_entropy", "error")
-    with pytest.raises(SettingsError, match="beta: options of a VAE's loss"):
-        train.train_model(ConvAutoencoder(), _loader(), 1, beta=2.0, progress=False)
-    with pytest.raises(TypeError, match="not one of the course's models"):
-        train.train_model(nn.Linear(2, 2), _loader(), 1)
-
-
-def test_evaluate_model_gives_what_the_function_for_the_type_gives():
-    torch.manual_seed(0)
-    loader = _loader(8)
-    vae, ae, clf = ConvVAE(), ConvAutoencoder(), MnistClassifier()
-    assert evaluate_model(vae, loader, kind="bce") == evaluate_vae(vae, loader, kind="bce")
-    assert evaluate_model(ae, loader) == evaluate_autoencoder(ae, loader)
-    assert evaluate_model(clf, loader) == evaluate_classifier(clf, loader)
-
-
-def test_the_registry_knows_each_type_and_refuses_a_mismatch():
-    assert {t.name for t in MODEL_TYPES.values()} == {"vae", "autoencoder", "classifier"}
-    assert model_type(ConvVAE()).name == "vae"
-    assert model_type(MODEL_TYPES["classifier"].build(32)).name == "classifier"
-    assert MODEL_TYPES["autoencoder"].build(8).latent_dim == 8
-    ae = ConvAutoencoder()
-    out = ae(torch.rand(2, 1, 28, 28))
-    assert check_outputs(out, ae, "autoencoder") is out
-    with pytest.raises(TypeError, match="use train_autoencoder and evaluate_autoencoder"):
-        check_outputs(out, ae, "vae")
-    with pytest.raises(ValueError, match="no latent space"):
-        PRETRAINED["classifier_mnist"].latent_dim  # noqa: B018 - the property raises
+    (bad / "tools" / "b.py").write_text(
+        "from ..evaluate import _inference, evaluate_vae\nfrom .. import plotting\n"
+        "from ..fast import layers as fl\nfrom helper_lib.train import _step\n"
+        "plotting._finish(fl._FUSION, plotting.finish_figure)\n")
+    assert sorted(_private_uses(bad)) == [
+        "a: from .evaluate import _secret", "tools.b: fl._FUSION",
+        "tools.b: from ..evaluate import _inference", "tools.b: from helper_lib.train import _step",
+        "tools.b: plotting._finish"]
+    (bad / "tools" / "deeper").mkdir()
+    (bad / "tools" / "deeper" / "c.py").write_text("from ...train import _step\n")
+    assert "tools.deeper.c: from ...train import _step" in _private_uses(bad)
 
 
 def test_the_registry_and_the_pretrained_store_name_the_same_checkpoints():
@@ -145,7 +110,8 @@ def test_the_registry_and_the_pretrained_store_name_the_same_checkpoints():
 def test_one_smoke_switch():
     """Smoke mode is read by utils.smoke_mode alone: no module or notebook parses VAE_SMOKE."""
     parse = re.compile(r"environ(?:\.get\(|\[)\s*\\?[\"']VAE_SMOKE")
-    offenders = [p.name for p in [*LIB.glob("*.py"), *(REPO / "notebooks").glob("*.ipynb")]
+    offenders = [str(p.relative_to(REPO)) for p in [*_module_files(LIB).values(),
+                                                    *(REPO / "notebooks").glob("*.ipynb")]
                  if parse.search(p.read_text())]
     assert offenders == []
     for nb in (REPO / "notebooks").glob("[0-9]*.ipynb"):

@@ -1,19 +1,16 @@
 import json
-import os
-import subprocess
 import sys
-from pathlib import Path
-from unittest import mock
 
 import pytest
 import torch
+from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+from helper_lib import train as train_module
 from helper_lib import utils
-from helper_lib.fast import precision as fast_precision
 from helper_lib.fast.precision import resolve_precision
 from helper_lib.history import History
-from helper_lib.models import ConvAutoencoder, ConvVAE
+from helper_lib.models import ConvAutoencoder, ConvVAE, MnistClassifier
 from helper_lib.train import train_autoencoder, train_vae
 
 
@@ -121,137 +118,6 @@ def test_history_round_trips_through_json_and_csv(tmp_path):
     assert lines == ["epoch,seconds,train_total,train_kl,valid_total", "1,1.5,2.5,0.375,2.4"]
 
 
-def test_precision_auto_resolves_by_device_and_capability(monkeypatch):
-    monkeypatch.delenv("VAE_PRECISION", raising=False)
-    cpu, cuda, mps = torch.device("cpu"), torch.device("cuda"), torch.device("mps")
-    with mock.patch.object(fast_precision, "cpu_has_native_bf16", return_value=True):
-        p = resolve_precision("auto", cpu)
-        assert (p.name, p.autocast_dtype, p.channels_last) == ("bf16", torch.bfloat16, True)
-    with mock.patch.object(fast_precision, "cpu_has_native_bf16", return_value=False):
-        p = resolve_precision("auto", cpu)
-        assert (p.name, p.autocast_dtype, p.channels_last) == ("fp32", None, True)
-        assert resolve_precision("auto", mps) == fast_precision.Precision("fp32", None, False)
-        assert resolve_precision("bf16", cpu).name == "bf16"  # explicit choice wins
-    with pytest.raises(ValueError, match="precision"):
-        resolve_precision("fp16", cpu)
-    # CUDA: bf16 only with bf16 tensor cores (Ampere on); a T4 (7.5) or V100 (7.0) stays fp32.
-    with mock.patch.object(torch.version, "hip", None):
-        for capability, expected in [((8, 0), "bf16"), ((9, 0), "bf16"), ((7, 5), "fp32")]:
-            with mock.patch.object(torch.cuda, "get_device_capability", return_value=capability):
-                p = resolve_precision("auto", cuda)
-                assert (p.name, p.channels_last) == (expected, True)
-
-
-@pytest.mark.parametrize(("env", "native", "expected"), [
-    ("fp32", True, "fp32"), ("BF16", False, "bf16"), (" auto ", True, "bf16"),
-    ("auto", False, "fp32"), ("", True, "bf16"),
-])
-def test_vae_precision_environment_variable_overrides_auto_but_not_an_explicit_choice(
-        monkeypatch, env, native, expected):
-    monkeypatch.setenv("VAE_PRECISION", env)
-    with mock.patch.object(fast_precision, "cpu_has_native_bf16", return_value=native):
-        assert resolve_precision("auto", torch.device("cpu")).name == expected
-        assert resolve_precision("fp32", torch.device("cpu")).name == "fp32"
-        assert resolve_precision("bf16", torch.device("cpu")).name == "bf16"
-
-
-def test_a_misspelled_vae_precision_is_refused_by_name(monkeypatch):
-    monkeypatch.setenv("VAE_PRECISION", "bfloat16")
-    with pytest.raises(ValueError, match="VAE_PRECISION must be fp32, bf16 or auto"):
-        resolve_precision("auto", torch.device("cpu"))
-
-
-def _cpu(monkeypatch, amx=False, avx512_bf16=False, avx512=False, avx2=True, onednn_bf16=None,
-         isa_cap=None):
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("VAE_PRECISION", raising=False)
-    if isa_cap is None:
-        monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    else:
-        monkeypatch.setenv("ONEDNN_MAX_CPU_ISA", isa_cap)
-    if onednn_bf16 is None:  # oneDNN reports bf16 (emulated or not) on every AVX-512 CPU
-        onednn_bf16 = avx512 or avx512_bf16 or amx
-    for name, value in [("_is_amx_tile_supported", amx), ("_is_avx512_bf16_supported",
-                        avx512_bf16), ("_is_avx512_supported", avx512),
-                        ("_is_avx2_supported", avx2)]:
-        monkeypatch.setattr(torch.cpu, name, lambda v=value: v)
-    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: onednn_bf16)
-
-
-#: torch 2.4 has no AMX / AVX512-BF16 probes (torch.cpu._is_amx_tile_supported and the rest):
-#: there cpu_kind() is "other" and "auto" stays fp32 (test_old_torch_without_probes_stays_fp32).
-_NEEDS_PROBES = pytest.mark.skipif(not hasattr(torch.cpu, "_is_amx_tile_supported"),
-                                   reason="this torch has no CPU-feature probes (torch < 2.5)")
-
-
-def test_old_torch_without_probes_stays_fp32(monkeypatch):
-    from helper_lib.fast.precision import cpu_kind, resolve_precision
-
-    monkeypatch.delattr(torch.cpu, "_is_amx_tile_supported", raising=False)
-    monkeypatch.delenv("VAE_PRECISION", raising=False)
-    assert cpu_kind() == "other"
-    assert resolve_precision("auto", torch.device("cpu")).name == "fp32"
-
-
-_SPR = dict(amx=True, avx512_bf16=True, avx512=True)  # Intel Xeon, Sapphire Rapids on
-_ZEN4 = dict(avx512_bf16=True, avx512=True)  # AMD EPYC Zen 4/5, Intel Cooper Lake
-_ICL = dict(avx512=True)  # Ice Lake / Tiger Lake laptops, Skylake-X, Cascade Lake
-_AVX2 = dict()  # most laptops
-
-
-@pytest.mark.parametrize(
-    ("cpu", "isa_cap", "onednn_bf16", "kind", "expected"),
-    [
-        (_SPR, None, None, "amx", "bf16"),  # measured 2.2x faster than fp32
-        (_ZEN4, None, None, "avx512-bf16", "bf16"),  # measured 1.75x faster on a Zen 4
-        (_ICL, None, None, "avx512", "fp32"),  # oneDNN says yes, but emulated: 0.24x
-        (_AVX2, None, None, "avx2", "fp32"),
-        (_SPR, None, False, "amx", "fp32"),  # a build whose oneDNN has no bf16
-        (_SPR, "AVX512_CORE_BF16", None, "avx512-bf16", "bf16"),  # capped below AMX
-        (_SPR, "avx512_core_amx", None, "amx", "bf16"),
-        (_SPR, "ALL", None, "amx", "bf16"),
-        (_SPR, "AVX512_CORE", None, "avx512", "fp32"),  # capped below bf16
-        (_ZEN4, "AVX2", None, "avx2", "fp32"),
-        (_SPR, "AVX", None, "other", "fp32"),
-    ],
-)
-@_NEEDS_PROBES
-def test_auto_picks_bf16_exactly_where_the_cpu_computes_it_natively(
-        monkeypatch, cpu, isa_cap, onednn_bf16, kind, expected):
-    _cpu(monkeypatch, **cpu, onednn_bf16=onednn_bf16, isa_cap=isa_cap)
-    assert fast_precision.cpu_kind() == kind
-    assert fast_precision.cpu_has_native_bf16() is (expected == "bf16")
-    assert resolve_precision("auto", torch.device("cpu")).name == expected
-
-
-@pytest.mark.skipif(not Path("/proc/cpuinfo").exists(), reason="needs Linux's /proc/cpuinfo")
-@pytest.mark.skipif(bool(os.environ.get("ONEDNN_MAX_CPU_ISA")
-                         or os.environ.get("DNNL_MAX_CPU_ISA")),
-                    reason="oneDNN was capped for this whole process")
-@_NEEDS_PROBES
-def test_cpu_probe_matches_this_machines_cpu_flags(monkeypatch):
-    """Unmocked: the probe agrees with the kernel's CPU flags, whatever CPU runs the tests."""
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
-    monkeypatch.delenv("DNNL_MAX_CPU_ISA", raising=False)
-    flags = set()
-    for line in Path("/proc/cpuinfo").read_text().splitlines():
-        if line.startswith("flags"):
-            flags = set(line.split(":", 1)[1].split())
-            break
-    if "amx_tile" in flags and "amx_bf16" in flags:
-        kind = "amx"
-    elif "avx512_bf16" in flags:
-        kind = "avx512-bf16"
-    elif "avx512f" in flags:
-        kind = "avx512"
-    elif "avx2" in flags:
-        kind = "avx2"
-    else:
-        kind = "other"
-    assert fast_precision.cpu_kind() == kind
-    assert fast_precision.cpu_has_native_bf16() is (kind in ("amx", "avx512-bf16"))
-
-
 def test_model_comes_back_in_the_default_memory_format(mnist_loaders):
     train, _, _ = mnist_loaders
     model = ConvVAE()
@@ -311,44 +177,6 @@ def test_model_comes_back_in_the_default_memory_format_after_an_error():
     with pytest.raises(FloatingPointError):
         train_vae(model, loader, epochs=1, device="cpu", precision="fp32", progress=False)
     assert all(p.is_contiguous() for p in model.parameters())
-
-
-def test_deterministic_sets_and_then_restores_every_global_setting(monkeypatch):
-    torch.use_deterministic_algorithms(True, warn_only=True)  # a caller's own setting
-    try:
-        with utils.deterministic():
-            assert torch.are_deterministic_algorithms_enabled()
-            assert not torch.backends.cudnn.benchmark
-            with utils.deterministic(enabled=False):
-                assert not torch.are_deterministic_algorithms_enabled()
-            assert torch.are_deterministic_algorithms_enabled()
-        assert torch.are_deterministic_algorithms_enabled()
-        assert torch.is_deterministic_algorithms_warn_only_enabled()  # was reset to False
-    finally:
-        torch.use_deterministic_algorithms(False)
-    with utils.deterministic():
-        pass
-
-
-def test_the_cublas_setting_is_made_on_import_before_cuda_can_start():
-    """cuBLAS reads CUBLAS_WORKSPACE_CONFIG once, when it starts: deterministic() used to set
-    it only inside the block, possibly after CUDA had started."""
-    code = "import os, helper_lib; print(os.environ.get('CUBLAS_WORKSPACE_CONFIG'))"
-    env = {k: v for k, v in os.environ.items() if k != "CUBLAS_WORKSPACE_CONFIG"}
-    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
-                         check=True).stdout.strip()
-    assert out == ":4096:8"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
-                         env={**env, "CUBLAS_WORKSPACE_CONFIG": ":16:8"}).stdout.strip()
-    assert out == ":16:8", "a user's own setting is kept"
-
-
-def test_deterministic_warns_when_cuda_started_without_the_cublas_setting(monkeypatch):
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    monkeypatch.setattr(torch.cuda, "is_initialized", lambda: True)
-    monkeypatch.setattr(torch.backends.cudnn, "benchmark", False)
-    with pytest.warns(RuntimeWarning, match="may not be deterministic"), utils.deterministic():
-        pass
 
 
 def test_a_nan_loss_stops_before_its_step_so_the_weights_stay_finite():
@@ -515,3 +343,46 @@ def test_train_step_is_one_step_of_adam_on_the_negative_elbo():
     torch.testing.assert_close(terms[0], loss.total.detach())
     for a, b in zip(by_hand.parameters(), stepped.parameters(), strict=True):
         torch.testing.assert_close(a, b)
+
+
+def _loader(n: int = 12, labels: bool = True) -> DataLoader:
+    g = torch.Generator().manual_seed(0)
+    x = torch.rand(n, 1, 28, 28, generator=g)
+    y = torch.randint(0, 10, (n,), generator=g)
+    return DataLoader(TensorDataset(x, y) if labels else TensorDataset(x), batch_size=4)
+
+
+@pytest.mark.parametrize("trainer, model", [
+    (train_module.train_vae, ConvVAE), (train_module.train_autoencoder, ConvAutoencoder),
+    (train_module.train_classifier, MnistClassifier)])
+def test_every_training_function_runs_train_step_once_per_batch(monkeypatch, trainer, model):
+    calls = []
+    real = train_module.train_step
+
+    def counting(*args, **kwargs):
+        calls.append(args[1].shape)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(train_module, "train_step", counting)
+    history = trainer(model(), _loader(), epochs=2, progress=False, precision="fp32",
+                      device="cpu")
+    assert len(calls) == 6 == sum(history.batches_per_epoch)  # 2 epochs x 3 batches
+    assert calls[0] == (4, 1, 28, 28)
+
+
+def test_train_model_dispatches_on_the_type_and_refuses_a_vae_option_elsewhere():
+    torch.manual_seed(0)
+    a, b = ConvVAE(), ConvVAE()
+    b.load_state_dict(a.state_dict())
+    by_type = train_module.train_model(a, _loader(), 1, progress=False, precision="fp32",
+                                device="cpu", seed=1, beta=2.0)
+    direct = train_module.train_vae(b, _loader(), 1, progress=False, precision="fp32", device="cpu",
+                             seed=1, beta=2.0)
+    assert by_type.names == ("total", "reconstruction", "kl")
+    assert by_type.batch == direct.batch  # the same run, step for step
+    assert train_module.train_model(MnistClassifier(), _loader(), 1, progress=False,
+                             device="cpu").names == ("cross_entropy", "error")
+    with pytest.raises(utils.SettingsError, match="beta: options of a VAE's loss"):
+        train_module.train_model(ConvAutoencoder(), _loader(), 1, beta=2.0, progress=False)
+    with pytest.raises(TypeError, match="not one of the course's models"):
+        train_module.train_model(nn.Linear(2, 2), _loader(), 1)
