@@ -69,7 +69,7 @@ def graded(tmp_path_factory):
     listener.listen()
     port, connections = listener.getsockname()[1], []
     threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
-    real_checks = REPO / "helper_lib" / "checks.py"
+    real_checks = REPO / "helper_lib" / "tools" / "checks.py"
     alice = subs / "alice" / "03_logvar_trick.ipynb"
     targets = [out / "grades.csv", out / "reports" / "alice.json", alice, real_checks,
                Path("/grader/lib/helper_lib/tools/checks.py")]

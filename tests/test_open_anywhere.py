@@ -187,8 +187,8 @@ def test_the_first_install_cell_installs_helper_lib_from_the_repository(smoke_ru
     version, dunder, file = meta.stdout.split()
     assert version == dunder and "site-packages" in file, meta.stdout
     files = world.python_says("import helper_lib, pathlib; p = pathlib.Path(helper_lib.__file__)"
-                              ".parent; print((p / 'pretrained_files.json').is_file(), "
-                              "(p / 'book_templates' / 'solution.j2').is_file())")
+                              ".parent; print((p / 'assets' / 'pretrained_files.json').is_file(), "
+                              "(p / 'tools' / 'book_templates' / 'solution.j2').is_file())")
     assert files.stdout.split() == ["True", "True"], "a complete package, data files included"
 
 
