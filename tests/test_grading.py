@@ -28,6 +28,7 @@ from helper_lib.tools.book import handout
 from helper_lib.tools.grading import (
     GradingError,
     grade,
+    read_result_file,
     recognise,
     recorded_version,
     students,
@@ -291,14 +292,8 @@ def test_bad_input_is_one_line_and_exit_2_with_nothing_written(tmp_path, capsys)
     fresh = tmp_path / "fresh"
     code, err = _grade_cli(capsys, "--out", fresh)
     assert code == 2 and err.count("\n") == 0 and "no submissions" in err
-    shutil.copyfile(SOURCE, subs / "ann" / "03_again.ipynb")
-    code, err = _grade_cli(capsys, subs, "--out", fresh)
-    assert code == 2 and err.count("\n") == 0 and "two files from student 'ann'" in err
-    (subs / "ann" / "03_again.ipynb").unlink()
-    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Other")]),
-                   subs / "bo" / "03.ipynb")
-    code, err = _grade_cli(capsys, subs, "--out", fresh)
-    assert code == 2 and err.count("\n") == 0 and "not a notebook of this course" in err
+    code, err = _grade_cli(capsys, tmp_path / "nobody", "--out", fresh)
+    assert code == 2 and err.count("\n") == 0 and "no such file or folder" in err
     assert not fresh.exists()
 
 
@@ -338,3 +333,125 @@ def test_the_source_notebooks_score_full_marks_through_the_sandbox(tmp_path):
         for exercise_id, answer in fresh.items():
             assert score(exercise_id, answer).points == score(exercise_id,
                                                               stored[exercise_id]).points == 1
+
+
+# --- A red team's files (issue #33): each one costs only its own student, and quickly ---------
+
+def _right_03() -> dict:
+    from helper_lib.tools.exercises import answer_to_plain
+
+    return {"03.1": answer_to_plain("03.1", (torch.exp(torch.tensor([-4.0, 0.0, 2.0]) / 2),
+                                             2 * math.log(0.1)))}
+
+
+@pytest.mark.parametrize(("make", "why"), [
+    (lambda p, other: p.symlink_to(other), "cannot be opened as a file"),
+    (lambda p, other: os.mkfifo(p), "not a regular file"),
+    (lambda p, other: p.mkdir(), "not a regular file"),
+    (lambda p, other: p.write_bytes(b"[" * 1_000 + b"]" * 1_000), "nests deeper"),
+    (lambda p, other: p.write_bytes(b"{" + b" " * 5_000 + b"}"), "larger than 4,000 bytes"),
+    (lambda p, other: p.write_bytes(b'{"03.1": '), "not valid JSON"),
+])
+def test_a_result_file_is_read_only_as_a_small_regular_file(tmp_path, make, why):
+    other = tmp_path / "alice.json"  # another student's answers, which a link would reach
+    other.write_text(json.dumps(_right_03()))
+    path = tmp_path / "result.answers.json"
+    make(path, other)
+    data, reason = read_result_file(path, 4_000)  # a FIFO must not block: it returns at once
+    assert data is None and why in reason, reason
+    other_copy = tmp_path / "plain.json"
+    shutil.copyfile(other, other_copy)
+    assert read_result_file(other_copy, 4_000) == (_right_03(), "")
+
+
+def _fake_runs(monkeypatch, tmp_path, write) -> None:
+    """``grade`` without a sandbox or a kernel: each run's "process" writes its scratch files
+    with ``write(student, scratch)``, and the grader's own reading and scoring do the rest."""
+    import subprocess
+
+    import helper_lib.tools.grading as grading
+    import helper_lib.tools.sandbox as sandbox
+
+    class Run:
+        def __init__(self, cmd, **kwargs):
+            self.scratch = Path(cmd[-1]).parent
+            self.pid = os.getpid()
+
+        def communicate(self, timeout=None):
+            nb = nbformat.read(self.scratch / "submission.ipynb", as_version=4)
+            write(nb.metadata.get("student", ""), self.scratch)
+            return b"", None
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
+    monkeypatch.setattr(grading, "_inputs", lambda notebooks: tmp_path)
+    monkeypatch.setattr(grading, "_library_copy", lambda root, *args: root)
+    monkeypatch.setattr(subprocess, "Popen", Run)
+
+
+def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
+    subs, out = tmp_path / "S", tmp_path / "out"
+
+    def hand_in(student: str, name: str = "03.ipynb") -> Path:
+        path = subs / student / name
+        path.parent.mkdir(parents=True, exist_ok=True)
+        nb = handout(SOURCE)
+        nb.metadata["student"] = student
+        nbformat.write(nb, path)
+        return path
+
+    def write(student: str, scratch: Path) -> None:
+        (scratch / "result.json").write_text('{"errors": 5}' if student == "typo" else
+                                             '{"errors": []}')
+        answers = scratch / "result.answers.json"
+        if student == "fifo":
+            os.mkfifo(answers)
+        elif student == "link":  # alice's saved answers, through a link
+            answers.symlink_to(tmp_path / "alice.answers.json")
+        elif student == "deep":
+            answers.write_bytes(b"[" * 400_000 + b"]" * 400_000)
+        else:
+            answers.write_text(json.dumps(_right_03()))
+
+    (tmp_path / "alice.answers.json").write_text(json.dumps(_right_03()))
+    _fake_runs(monkeypatch, tmp_path, write)
+    honest = ["alice", "typo", '=HYPERLINK("evil.example","appeal")', "+1", "@SUM(A1)",
+              "$x^2$", "n" * 255]
+    for student in [*honest, "fifo", "link", "deep"]:
+        hand_in(student)
+    hand_in("twice")
+    hand_in("twice", "03_again.ipynb")
+    hand_in("alice", ".ipynb_checkpoints/03-checkpoint.ipynb")
+    (subs / "folder" / "dir.ipynb").mkdir(parents=True)
+    (subs / "mallory").mkdir()
+    (subs / "mallory" / "03.ipynb").symlink_to(SOURCE)
+    (subs / "stranger").mkdir()
+    nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Other")]),
+                   subs / "stranger" / "03.ipynb")
+    lines: list[str] = []
+    rows = grade([subs], out, unprotected=True, timeout=30, log=lines.append)
+    total = {r["student"]: r["total"] for r in rows}
+    assert total == {**dict.fromkeys(honest, 1), "fifo": 0, "link": 0, "deep": 0, "twice": 0,
+                     "mallory": 0, "stranger": 0}
+    assert any("skipped 2" in line and ".ipynb_checkpoints" in line and "(a folder)" in line
+               for line in lines)
+    reports = {json.loads(p.read_text())["student"]: json.loads(p.read_text())
+               for p in (out / "reports").glob("*.json")}
+    assert set(reports) == set(total)
+    assert all(len(p.name) <= 100 for p in (out / "reports").iterdir())
+    assert "2 files for one student" in reports["twice"]["problem"]
+    assert "a link, not a file" in reports["mallory"]["problem"]
+    assert "not a notebook of this course" in reports["stranger"]["problem"]
+    assert reports["link"]["problem"] == "no answers came out of the run"
+    with open(out / "grades.csv", newline="") as f:
+        students = [row["student"] for row in csv.DictReader(f)]
+    assert {"'=HYPERLINK(\"evil.example\",\"appeal\")", "'+1", "'@SUM(A1)"} <= set(students)
+    assert "$x^2$" in students and "n" * 255 in students
+    assert (out / "scores.png").stat().st_size > 10_000
+
+
+def test_a_class_of_one_is_named_after_its_folder(tmp_path):
+    from helper_lib.tools.grading import _collect
+
+    (tmp_path / "S" / "alice").mkdir(parents=True)
+    shutil.copyfile(SOURCE, tmp_path / "S" / "alice" / "03.ipynb")
+    assert _collect([tmp_path / "S"], print) == [("alice", tmp_path / "S" / "alice" / "03.ipynb")]

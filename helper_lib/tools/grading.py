@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import stat
 import subprocess
 import sys
 import tempfile
@@ -40,7 +41,7 @@ from .exercises import EXERCISES, MAX_ANSWER_BYTES, NOTEBOOKS
 from .sandbox import LIB, NOBODY, WORK, limits, protections, sandbox_command
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission", "grade",
-           "recognise", "recorded_version", "students", "version_note"]
+           "read_result_file", "recognise", "recorded_version", "students", "version_note"]
 
 DEFAULT_TIMEOUT_S = 300
 DEFAULT_MEMORY_MB = 4000
@@ -198,6 +199,82 @@ def students(paths: Sequence[Path]) -> list[str]:
     return names
 
 
+def _collect(paths: Sequence[Path], log: Callable[[str], None]) -> list[tuple[str, Path]]:
+    """``(student, file)`` for every submission: a file named on the command line (its student
+    by :func:`students`), and every ``*.ipynb`` below a folder named there
+    (``FOLDER/<student>/...``, or ``FOLDER/<student>.ipynb``). Below a folder, hidden files and
+    folders (Jupyter's ``.ipynb_checkpoints`` among them) and folders whose name ends in
+    ``.ipynb`` are skipped, and the log says so; a link is kept, to be refused as a link."""
+    pairs: list[tuple[str, Path]] = []
+    files = [p for p in paths if not p.is_dir()]
+    pairs += zip(students(files), files, strict=True) if files else []
+    for folder in (p for p in paths if p.is_dir()):
+        skipped = []
+        for f in sorted(folder.rglob("*.ipynb")):
+            rel = f.relative_to(folder)
+            if any(part.startswith(".") for part in rel.parts):
+                skipped.append(f"{rel} (hidden)")
+            elif f.is_dir() and not f.is_symlink():
+                skipped.append(f"{rel} (a folder)")
+            else:
+                pairs.append((rel.parts[0] if len(rel.parts) > 1 else f.stem, f))
+        if skipped:
+            log(f"skipped {len(skipped)} in {folder}: " + ", ".join(skipped[:10])
+                + (f" and {len(skipped) - 10} more" if len(skipped) > 10 else ""))
+    return pairs
+
+
+def _submission(student: str, files: Sequence[Path]) -> Submission:
+    """What one student handed in, as one :class:`Submission`: a course notebook to run, or a
+    row with the reason it gets no points (two files, a link, not a notebook of the course)."""
+    path = files[0]
+    if len(files) > 1:
+        return Submission(student, path, None, f"{len(files)} files for one student ("
+                          + ", ".join(f.name for f in files[:5])[:200]
+                          + "): hand in one notebook; none was graded")
+    if path.is_symlink():
+        return Submission(student, path, None, "a link, not a file: not followed")
+    try:
+        notebook, problem, nb = _examine(path)
+    except GradingError as err:
+        return Submission(student, path, None, str(err).removeprefix(f"{path}: ")[:300])
+    except Exception as err:  # whatever a file does, it is that student's row
+        return Submission(student, path, None,
+                          f"could not examine it: {type(err).__name__}: {err}"[:300])
+    sub = Submission(student, path, notebook, problem)
+    if nb is not None:
+        sub.version = recorded_version(nb)
+        sub.notes = [note for note in [version_note(nb)] if note]
+    return sub
+
+
+#: What a spreadsheet reads as a formula at the start of a cell (OWASP, "CSV Injection").
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _csv_cell(value: Any) -> Any:
+    """A cell of grades.csv that a spreadsheet shows as text: a string that starts like a
+    formula gets a leading ``'``, as OWASP advises; numbers are left alone."""
+    if isinstance(value, str) and value.startswith(_FORMULA_START):
+        return "'" + value
+    return value
+
+
+def _report_names(students: Sequence[str]) -> list[str]:
+    """A safe, unique file name (without ``.json``) for each student's report: the name itself
+    where it is short and plain, else its plain characters cut to 80 and a hash of the whole."""
+    import hashlib
+
+    out, used = [], set()
+    for name in students:
+        plain = re.sub(r"[^0-9A-Za-z._-]", "_", name)[:80].lstrip(".") or "student"
+        if plain != name or plain.lower() in used:
+            plain += "-" + hashlib.sha256(name.encode("utf-8", "surrogatepass")).hexdigest()[:10]
+        used.add(plain.lower())
+        out.append(plain)
+    return out
+
+
 def _library_copy(root: Path, pretrained: Path, sandboxed: bool = True) -> Path:
     """A copy of helper_lib for the sandbox, without its checks (a stub says where they are)
     and compiled, with the mount point for the models (unsandboxed: a link to them)."""
@@ -246,7 +323,7 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
     from ..assets.datasets import resolve_data_root
 
     scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
-    shutil.copyfile(sub.path, scratch / "submission.ipynb")
+    shutil.copyfile(sub.path, scratch / "submission.ipynb", follow_symlinks=False)
     (scratch / ".mpl").mkdir()
     for font_list in Path(_matplotlib_cache()).glob("fontlist-*.json"):  # saves seconds a run
         shutil.copyfile(font_list, scratch / ".mpl" / font_list.name)
@@ -275,34 +352,84 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
         log, _ = proc.communicate()
         sub.problem = f"ran past the time limit of {timeout:g} s and was killed"
     sub.result = {"seconds": round(time.perf_counter() - t0, 1), "errors": []}
-    try:
-        with open(scratch / "result.json", "rb") as f:
-            info = json.loads(f.read(200_000))
-        sub.result["errors"] = [e for e in info.get("errors", []) if isinstance(e, dict)][:20]
-        if info.get("dead_kernel"):
+    info, why = read_result_file(scratch / "result.json", 200_000)
+    if isinstance(info, dict):
+        errors = info.get("errors")
+        sub.result["errors"] = [e for e in (errors if isinstance(errors, list) else [])
+                                if isinstance(e, dict)][:20]
+        if info.get("dead_kernel") is True:
             sub.problem = sub.problem or "the kernel died (out of memory, or killed)"
-    except (OSError, ValueError, AttributeError):
-        if not sub.problem:
-            tail = log.decode("utf-8", "replace").strip().splitlines()[-3:] if log else []
-            sub.problem = "the run ended without a result" + (f": {' | '.join(tail)}"
-                                                             if tail else "")[:300]
+    elif not sub.problem:
+        tail = log.decode("utf-8", "replace").strip().splitlines()[-3:] if log else []
+        why = why if info is None else "result.json holds no JSON object"
+        sub.problem = (f"the run ended without a result ({why})"
+                       + (f": {' | '.join(tail)}" if tail else ""))[:300]
     sub.result["answers"] = _read_answers(scratch / "result.answers.json", sub.notebook)
     if sub.result["answers"] is None and not sub.problem:
         sub.problem = "no answers came out of the run"
     shutil.rmtree(scratch, ignore_errors=True)
 
 
-def _read_answers(path: Path, notebook: str | None) -> dict[str, Any] | None:
-    """The harvested answers, or ``None``: at most MAX_ANSWER_BYTES read, a dict with only
-    this notebook's exercise ids kept."""
+#: How deeply a result file's JSON may nest (the answers are numbers, arrays of arrays at most).
+MAX_RESULT_DEPTH = 16
+
+
+def read_result_file(path: Path, max_bytes: int) -> tuple[Any, str]:
+    """``(parsed JSON, "")`` from a file the sandbox wrote, or ``(None, why)``.
+
+    Everything in the scratch folder is the submission's to change, and the grader runs as
+    root, so the file is opened without following a link (``O_NOFOLLOW``) and without waiting
+    (``O_NONBLOCK``: a FIFO cannot hang the grader), checked with ``fstat`` to be a regular file
+    of at most ``max_bytes``, read up to that cap, and parsed with its nesting bounded
+    (:data:`MAX_RESULT_DEPTH`). A link, a FIFO, a device, a folder, a file too large, text that
+    is not JSON, or JSON nested too deeply each give ``None`` and the reason.
+    """
+    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
     try:
-        with open(path, "rb") as f:
-            text = f.read(MAX_ANSWER_BYTES + 1)
-        if len(text) > MAX_ANSWER_BYTES:
-            return None
-        data = json.loads(text)
-    except (OSError, ValueError):
-        return None
+        fd = os.open(path, flags)
+    except FileNotFoundError:
+        return None, f"{path.name} is missing"
+    except OSError as err:  # ELOOP: a link
+        return None, f"{path.name} cannot be opened as a file ({err.strerror})"
+    try:
+        info = os.fstat(fd)
+        if not stat.S_ISREG(info.st_mode):
+            return None, f"{path.name} is not a regular file"
+        if info.st_size > max_bytes:
+            return None, f"{path.name} is larger than {max_bytes:,} bytes"
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            text = f.read(max_bytes + 1)
+    finally:
+        os.close(fd)
+    if len(text) > max_bytes:
+        return None, f"{path.name} is larger than {max_bytes:,} bytes"
+    if _nesting(text) > MAX_RESULT_DEPTH:  # bounded before the parser recurses
+        return None, f"{path.name} nests deeper than {MAX_RESULT_DEPTH} levels"
+    try:
+        return json.loads(text), ""
+    except (ValueError, RecursionError) as err:
+        return None, f"{path.name} is not valid JSON ({type(err).__name__})"
+
+
+def _nesting(text: bytes) -> int:
+    """How deeply the arrays and objects of the JSON ``text`` nest (brackets inside strings do
+    not count), in C speed: the strings are blanked by a regular expression, and the brackets'
+    running sum is taken by NumPy."""
+    import numpy as np
+
+    code = np.frombuffer(_JSON_STRING.sub(b'""', text), dtype=np.uint8)
+    steps = (np.isin(code, (ord("["), ord("{"))).astype(np.int32)
+             - np.isin(code, (ord("]"), ord("}"))).astype(np.int32))
+    return int(np.cumsum(steps).max(initial=0))
+
+
+_JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
+
+
+def _read_answers(path: Path, notebook: str | None) -> dict[str, Any] | None:
+    """The harvested answers, or ``None``: read by :func:`read_result_file` (at most
+    MAX_ANSWER_BYTES), a dict with only this notebook's exercise ids kept."""
+    data, _ = read_result_file(path, MAX_ANSWER_BYTES)
     if not isinstance(data, dict):
         return None
     wanted = {ex.id for ex in NOTEBOOKS.get(str(notebook), [])}
@@ -352,8 +479,11 @@ def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
     bottom.imshow(np.nan_to_num(grid, nan=-1), cmap=matplotlib.colors.ListedColormap(
         ["#bbbbbb", "#e06666", "#6aa84f"]), vmin=-1.5, vmax=1.5, aspect="auto")
     bottom.set_xticks(range(len(columns)), columns)
-    bottom.set_yticks(range(len(rows)), [r["student"] for r in rows],
+    bottom.set_yticks(range(len(rows)), [r["student"][:40] + ("…" if len(r["student"]) > 40
+                                                               else "") for r in rows],
                       fontsize=8 if len(rows) < 30 else 5)
+    for label in bottom.get_yticklabels():  # a name is text: "$x$" is no formula
+        label.set_parse_math(False)
     bottom.set_title("green: right, red: wrong or missing, grey: not in that notebook")
     fig.savefig(out, dpi=110)
     plt.close(fig)
@@ -368,38 +498,29 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
     ``out/answers/<student>.json``. Returns the rows of ``grades.csv``.
 
+    One submission never costs another its grade: a file that is no notebook of the course,
+    two files of one student, a link, a run that fails and a result that cannot be read each
+    become that student's row, with 0 points and the reason in the report.
+
     Raises:
-        GradingError: bad input (nothing is graded): no submissions, ``out`` already holds
-            grades, a notebook the course does not have, two files of one student, or a missing
-            protection without ``unprotected``.
+        GradingError: bad input (nothing is graded): no submissions, a path that does not exist,
+            ``out`` already holds grades, or a missing protection without ``unprotected``.
     """
-    files: list[Path] = []
     for p in map(Path, paths):
-        files += sorted(p.rglob("*.ipynb")) if p.is_dir() else [p]
-    if not files:
+        if not p.exists() and not p.is_symlink():
+            raise GradingError(f"{p}: no such file or folder")
+    pairs = _collect([Path(p) for p in paths], log)
+    if not pairs:
         raise GradingError("no submissions to grade (an empty list, or folders without "
                            ".ipynb files)")
     out = Path(out)
     if (out / "grades.csv").exists():
         raise GradingError(f"{out} already holds grades (grades.csv): choose another --out or "
                            "remove it first")
-    for f in files:
-        if not f.is_file():
-            raise GradingError(f"{f}: no such file")
-    names = students(files)
-    seen: dict[str, Path] = {}
-    for name, f in zip(names, files, strict=True):
-        if name in seen:
-            raise GradingError(f"two files from student {name!r}: {seen[name]} and {f}")
-        seen[name] = f
-    subs = []
-    for name, f in zip(names, files, strict=True):
-        notebook, problem, nb = _examine(f)
-        sub = Submission(name, f, notebook, problem)
-        if nb is not None:
-            sub.version = recorded_version(nb)
-            sub.notes = [note for note in [version_note(nb)] if note]
-        subs.append(sub)
+    by_student: dict[str, list[Path]] = {}
+    for name, f in pairs:
+        by_student.setdefault(name, []).append(f)
+    subs = [_submission(name, files) for name, files in by_student.items()]
     shields = protections(timeout, memory_mb)
     missing = [p for p in shields if not p.active]
     for p in shields:
@@ -432,7 +553,11 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
         def work(sub: Submission) -> None:
             nonlocal done
-            _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed)
+            try:
+                _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed)
+            except Exception as err:  # one submission never costs another its grade
+                sub.problem = f"the run failed: {type(err).__name__}: {err}"[:300]
+                sub.result.setdefault("errors", [])
             done += 1
             log(f"[{done}/{len(runnable)}] {sub.student}: {sub.notebook}, "
                 f"{sub.result.get('seconds', 0):.0f} s" + (f" ({sub.problem})" if sub.problem
@@ -442,7 +567,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             list(pool.map(work, runnable))
     columns = [ex for ex in EXERCISES if any(EXERCISES[ex].notebook == s.notebook for s in subs)]
     t_score, rows = time.perf_counter(), []
-    for sub in subs:
+    for sub, file_name in zip(subs, _report_names([s.student for s in subs]), strict=True):
         scored = _score(sub) if sub.notebook is not None else {}
         row: dict[str, Any] = {"student": sub.student}
         row.update({c: scored[c]["points"] if c in scored else "" for c in columns})
@@ -454,16 +579,16 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                   "cell_errors": sub.result.get("errors", []),
                   "seconds": sub.result.get("seconds"),
                   "protections": [str(p) for p in shields], "notes": sub.notes}
-        (out / "reports" / f"{sub.student}.json").write_text(json.dumps(report, indent=1,
-                                                                        ensure_ascii=False))
+        (out / "reports" / f"{file_name}.json").write_text(json.dumps(report, indent=1,
+                                                                      ensure_ascii=False))
         if keep_answers:
             (out / "answers").mkdir(exist_ok=True)
-            (out / "answers" / f"{sub.student}.json").write_text(
+            (out / "answers" / f"{file_name}.json").write_text(
                 json.dumps(sub.result.get("answers")))
     with open(out / "grades.csv", "w", newline="") as f:
         writer = csv.DictWriter(f, fieldnames=["student", *columns, "total"])
         writer.writeheader()
-        writer.writerows(rows)
+        writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
     _figure(rows, columns, out / "scores.png")
     log(f"graded {len(subs)} submission(s) in {time.perf_counter() - t0:.0f} s with {jobs} "
         f"at a time (scoring: {time.perf_counter() - t_score:.1f} s): {out / 'grades.csv'}, "
