@@ -367,25 +367,19 @@ def test_a_result_file_is_read_only_as_a_small_regular_file(tmp_path, make, why)
 def _fake_runs(monkeypatch, tmp_path, write) -> None:
     """``grade`` without a sandbox or a kernel: each run's "process" writes its scratch files
     with ``write(student, scratch)``, and the grader's own reading and scoring do the rest."""
-    import subprocess
-
     import helper_lib.tools.grading as grading
     import helper_lib.tools.sandbox as sandbox
 
-    class Run:
-        def __init__(self, cmd, **kwargs):
-            self.scratch = Path(cmd[-1]).parent
-            self.pid = os.getpid()
-
-        def communicate(self, timeout=None):
-            nb = nbformat.read(self.scratch / "submission.ipynb", as_version=4)
-            write(nb.metadata.get("student", ""), self.scratch)
-            return b"", None
+    def run(cmd, env, timeout, preexec_fn=None):
+        scratch = Path(cmd[-1]).parent  # unsandboxed, the runner's last argument is its result
+        nb = nbformat.read(scratch / "submission.ipynb", as_version=4)
+        write(nb.metadata.get("student", ""), scratch)
+        return b"", False
 
     monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
     monkeypatch.setattr(grading, "_inputs", lambda notebooks: tmp_path)
     monkeypatch.setattr(grading, "_library_copy", lambda root, *args: root)
-    monkeypatch.setattr(subprocess, "Popen", Run)
+    monkeypatch.setattr(grading, "run_with_log_tail", run)
 
 
 def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
@@ -455,3 +449,49 @@ def test_a_class_of_one_is_named_after_its_folder(tmp_path):
     (tmp_path / "S" / "alice").mkdir(parents=True)
     shutil.copyfile(SOURCE, tmp_path / "S" / "alice" / "03.ipynb")
     assert _collect([tmp_path / "S"], print) == [("alice", tmp_path / "S" / "alice" / "03.ipynb")]
+
+
+def test_only_the_notebooks_a_run_names_are_graded(tmp_path, monkeypatch):
+    def write(student: str, scratch: Path) -> None:
+        (scratch / "result.json").write_text('{"errors": []}')
+        (scratch / "result.answers.json").write_text(json.dumps(_right_03()))
+
+    _fake_runs(monkeypatch, tmp_path, write)
+    (tmp_path / "S" / "ann").mkdir(parents=True)
+    (tmp_path / "S" / "bo").mkdir(parents=True)
+    nbformat.write(handout(SOURCE), tmp_path / "S" / "ann" / "03.ipynb")
+    nbformat.write(handout(REPO / "notebooks" / "04_vae_loss.ipynb"),
+                   tmp_path / "S" / "bo" / "03.ipynb")  # 04, under 03's name
+    rows = grade([tmp_path / "S"], tmp_path / "out", unprotected=True, notebooks=["03"],
+                 log=lambda line: None)
+    assert {r["student"]: r["total"] for r in rows} == {"ann": 1, "bo": 0}
+    assert set(rows[0]) == {"student", "03.1", "03.2", "03.3", "total"}
+    assert "this is 04_vae_loss, and this run grades 03_logvar_trick only" in json.loads(
+        (tmp_path / "out" / "reports" / "bo.json").read_text())["problem"]
+    with pytest.raises(GradingError, match="--notebook '3' is none of the course's"):
+        grade([tmp_path / "S"], tmp_path / "out2", unprotected=True, notebooks=["3"])
+
+
+def test_the_grader_keeps_only_a_bounded_tail_of_a_flood_of_output():
+    """A 1 GB flood on the run's stdout: the grader keeps its last 1 MB, and its own peak
+    memory grows by a few MB at most (measured in a fresh process)."""
+    import subprocess
+    import sys
+
+    script = ("import resource, sys\n"
+              "from helper_lib.tools.grading import run_with_log_tail\n"
+              "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "tail, killed = run_with_log_tail(['sh', '-c', 'head -c 1000000000 /dev/zero; "
+              "echo END >&2'], {'PATH': '/usr/bin:/bin'}, 120)\n"
+              "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
+              "print(len(tail), tail.endswith(b'END\\n'), killed, (after - before) // 1024)")
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                         timeout=180, check=True).stdout.split()
+    size, ends, killed, grown_mb = int(out[0]), out[1], out[2], int(out[3])
+    assert size == 1_000_000 and ends == "True" and killed == "False"
+    assert grown_mb < 20, f"the grader grew by {grown_mb} MB"
+    from helper_lib.tools.grading import run_with_log_tail
+
+    tail, killed = run_with_log_tail(["sh", "-c", "echo started; sleep 60"],
+                                     {"PATH": "/usr/bin:/bin"}, 1, os.setsid)
+    assert killed and tail == b"started\n"

@@ -277,7 +277,8 @@ def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
         return 2
     try:
         grade(args.submissions, args.out, timeout=timeout, memory_mb=memory, jobs=args.jobs,
-              unprotected=args.unprotected, keep_answers=args.keep_answers)
+              unprotected=args.unprotected, keep_answers=args.keep_answers,
+              notebooks=args.notebook)
     except GradingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -520,6 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="run even where the sandbox's protections are missing (unsafe)")
     p.add_argument("--keep-answers", action="store_true",
                    help="also write each submission's answers to DIR/answers/<student>.json")
+    p.add_argument("--notebook", action="append", default=None, metavar="NN",
+                   help="grade only this course notebook (03, or 03_logvar_trick; repeatable); "
+                        "a submission of another one gets a row that says so, and no points "
+                        "(default: whichever notebook each submission is)")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("manifest", formatter_class=fmt,

@@ -40,11 +40,14 @@ from .book import notebook_title
 from .exercises import EXERCISES, MAX_ANSWER_BYTES, NOTEBOOKS
 from .sandbox import LIB, NOBODY, WORK, limits, protections, sandbox_command
 
-__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission", "grade",
-           "read_result_file", "recognise", "recorded_version", "students", "version_note"]
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission",
+           "expected_notebooks", "grade", "read_result_file", "recognise", "recorded_version",
+           "run_with_log_tail", "students", "version_note"]
 
 DEFAULT_TIMEOUT_S = 300
 DEFAULT_MEMORY_MB = 4000
+#: How much of a submission's stdout and stderr the grader keeps: the last 1 MB.
+LOG_TAIL_BYTES = 1_000_000
 _CHECKS_STUB = '''"""In the grader's sandbox the checks are absent: they run outside."""
 
 
@@ -343,13 +346,8 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
     cmd = (sandbox_command(argv, scratch, lib, resolve_data_root(), pretrained)
            if sandboxed else argv)
     t0 = time.perf_counter()
-    proc = subprocess.Popen(cmd, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, preexec_fn=limits(memory_mb))
-    try:
-        log, _ = proc.communicate(timeout=timeout + 5)
-    except subprocess.TimeoutExpired:
-        os.killpg(proc.pid, 9)
-        log, _ = proc.communicate()
+    log, timed_out = run_with_log_tail(cmd, env, timeout + 5, limits(memory_mb))
+    if timed_out:
         sub.problem = f"ran past the time limit of {timeout:g} s and was killed"
     sub.result = {"seconds": round(time.perf_counter() - t0, 1), "errors": []}
     info, why = read_result_file(scratch / "result.json", 200_000)
@@ -426,6 +424,45 @@ def _nesting(text: bytes) -> int:
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 
+def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float,
+                      preexec_fn: Callable[[], None] | None = None,
+                      keep: int = LOG_TAIL_BYTES) -> tuple[bytes, bool]:
+    """Run ``cmd`` with its stdout and stderr on one pipe, of which only the last ``keep``
+    bytes are kept, however much it writes; its whole process group is killed after
+    ``timeout`` seconds. Returns ``(the tail of its output, whether it was killed)``.
+
+    A submission's output is its own to flood (a shell command, a subprocess, a copy of the
+    file descriptor all write to this pipe), so the grader's memory stays bounded by ``keep``.
+    """
+    import threading
+
+    proc = subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
+    tail = bytearray()
+
+    def drain() -> None:
+        while chunk := proc.stdout.read1(1 << 16):
+            tail.extend(chunk)
+            if len(tail) > 2 * keep:
+                del tail[:-keep]
+
+    reader = threading.Thread(target=drain, daemon=True)
+    reader.start()
+    timed_out = False
+    try:
+        proc.wait(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+        try:
+            os.killpg(proc.pid, 9)
+        except ProcessLookupError:
+            pass
+        proc.wait()
+    reader.join(timeout=10)  # a grandchild that kept the pipe open is in the killed group
+    proc.stdout.close()
+    return bytes(tail[-keep:]), timed_out
+
+
 def _read_answers(path: Path, notebook: str | None) -> dict[str, Any] | None:
     """The harvested answers, or ``None``: read by :func:`read_result_file` (at most
     MAX_ANSWER_BYTES), a dict with only this notebook's exercise ids kept."""
@@ -489,14 +526,36 @@ def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
     plt.close(fig)
 
 
+def expected_notebooks(names: Sequence[str] | None) -> set[str] | None:
+    """The course notebooks that ``--notebook`` names (``"03"`` or ``"03_logvar_trick"``), or
+    ``None`` for no restriction.
+
+    Raises:
+        GradingError: a name that is none of the course's notebooks.
+    """
+    if not names:
+        return None
+    found = set()
+    for name in names:
+        match = [nb for nb in NOTEBOOKS if nb == name or nb.split("_", 1)[0] == name]
+        if not match:
+            raise GradingError(f"--notebook {name!r} is none of the course's notebooks: "
+                               + ", ".join(sorted(NOTEBOOKS)))
+        found.update(match)
+    return found
+
+
 def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
           timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
           jobs: int | None = None, unprotected: bool = False, keep_answers: bool = False,
-          log: Callable[[str], None] = print) -> list[dict[str, Any]]:
+          log: Callable[[str], None] = print,
+          notebooks: Sequence[str] | None = None) -> list[dict[str, Any]]:
     """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
 
     ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
-    ``out/answers/<student>.json``. Returns the rows of ``grades.csv``.
+    ``out/answers/<student>.json``. ``notebooks`` (``--notebook``) names the course notebooks
+    this run grades: a submission of another one gets a row that says so, and no points.
+    Returns the rows of ``grades.csv``.
 
     One submission never costs another its grade: a file that is no notebook of the course,
     two files of one student, a link, a run that fails and a result that cannot be read each
@@ -504,8 +563,10 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
     Raises:
         GradingError: bad input (nothing is graded): no submissions, a path that does not exist,
-            ``out`` already holds grades, or a missing protection without ``unprotected``.
+            ``out`` already holds grades, an unknown ``notebooks`` name, or a missing protection
+            without ``unprotected``.
     """
+    expected = expected_notebooks(notebooks)
     for p in map(Path, paths):
         if not p.exists() and not p.is_symlink():
             raise GradingError(f"{p}: no such file or folder")
@@ -521,6 +582,11 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     for name, f in pairs:
         by_student.setdefault(name, []).append(f)
     subs = [_submission(name, files) for name, files in by_student.items()]
+    for sub in subs:
+        if expected is not None and sub.notebook is not None and sub.notebook not in expected:
+            sub.problem = (f"this is {sub.notebook}, and this run grades "
+                           f"{', '.join(sorted(expected))} only: not graded")
+            sub.notebook = None
     shields = protections(timeout, memory_mb)
     missing = [p for p in shields if not p.active]
     for p in shields:
