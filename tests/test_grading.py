@@ -370,7 +370,7 @@ def _fake_runs(monkeypatch, tmp_path, write) -> None:
     import helper_lib.tools.grading as grading
     import helper_lib.tools.sandbox as sandbox
 
-    def run(cmd, env, timeout, preexec_fn=None):
+    def run(cmd, env, timeout, preexec_fn=None, **kwargs):
         scratch = Path(cmd[-1]).parent  # unsandboxed, the runner's last argument is its result
         nb = nbformat.read(scratch / "submission.ipynb", as_version=4)
         write(nb.metadata.get("student", ""), scratch)
@@ -495,3 +495,29 @@ def test_the_grader_keeps_only_a_bounded_tail_of_a_flood_of_output():
     tail, killed = run_with_log_tail(["sh", "-c", "echo started; sleep 60"],
                                      {"PATH": "/usr/bin:/bin"}, 1, os.setsid)
     assert killed and tail == b"started\n"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="a pids cgroup, or RLIMIT_NPROC, needs root here")
+def test_a_fork_bomb_ends_its_own_run_and_leaves_nothing_behind():
+    """200 background processes under a cap of 40: the shell cannot start the rest and gives
+    up, and what it started is killed with the run (its pids cgroup then removed)."""
+    import subprocess
+    import time
+
+    from helper_lib.tools.grading import run_with_log_tail
+    from helper_lib.tools.sandbox import ProcessCap, limits
+
+    bomb = "for i in $(seq 200); do sleep 301 & done; echo all started; sleep 1"
+    t0 = time.perf_counter()
+    with ProcessCap(40) as cap:
+        folder = cap.path
+        if folder is None:
+            pytest.skip("no pids cgroup here (RLIMIT_NPROC does not bind root)")
+        assert (folder / "pids.max").read_text().strip() == "40"
+        tail, timed_out = run_with_log_tail(["sh", "-c", bomb], {"PATH": "/usr/bin:/bin"}, 60,
+                                            limits(1000, cap), cleanup=cap.kill_all)
+    assert not timed_out and time.perf_counter() - t0 < 20
+    assert b"fork" in tail.lower() and b"all started" not in tail, tail[-300:]
+    assert not folder.exists()
+    left = subprocess.run(["pgrep", "-f", "sleep 301"], capture_output=True, text=True).stdout
+    assert left == "", f"processes of the run are still alive: {left}"

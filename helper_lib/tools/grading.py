@@ -24,6 +24,7 @@ import json
 import os
 import re
 import shutil
+import signal
 import stat
 import subprocess
 import sys
@@ -38,7 +39,16 @@ from typing import Any
 from ..assets.project import VERSION
 from .book import notebook_title
 from .exercises import EXERCISES, MAX_ANSWER_BYTES, NOTEBOOKS
-from .sandbox import LIB, NOBODY, WORK, limits, protections, sandbox_command
+from .sandbox import (
+    DEFAULT_PROCESSES,
+    LIB,
+    NOBODY,
+    WORK,
+    ProcessCap,
+    limits,
+    protections,
+    sandbox_command,
+)
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission",
            "expected_notebooks", "grade", "read_result_file", "recognise", "recorded_version",
@@ -322,7 +332,8 @@ def _inputs(notebooks: set[str | None]) -> Path:
 
 
 def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
-             pretrained: Path, sandboxed: bool = True) -> None:
+             pretrained: Path, sandboxed: bool = True,
+             processes: int = DEFAULT_PROCESSES) -> None:
     from ..assets.datasets import resolve_data_root
 
     scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
@@ -346,7 +357,9 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
     cmd = (sandbox_command(argv, scratch, lib, resolve_data_root(), pretrained)
            if sandboxed else argv)
     t0 = time.perf_counter()
-    log, timed_out = run_with_log_tail(cmd, env, timeout + 5, limits(memory_mb))
+    with ProcessCap(processes) as cap:
+        log, timed_out = run_with_log_tail(cmd, env, timeout + 5, limits(memory_mb, cap),
+                                           cleanup=cap.kill_all)
     if timed_out:
         sub.problem = f"ran past the time limit of {timeout:g} s and was killed"
     sub.result = {"seconds": round(time.perf_counter() - t0, 1), "errors": []}
@@ -426,10 +439,13 @@ _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*"')
 
 def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float,
                       preexec_fn: Callable[[], None] | None = None,
-                      keep: int = LOG_TAIL_BYTES) -> tuple[bytes, bool]:
+                      keep: int = LOG_TAIL_BYTES,
+                      cleanup: Callable[[], None] | None = None) -> tuple[bytes, bool]:
     """Run ``cmd`` with its stdout and stderr on one pipe, of which only the last ``keep``
-    bytes are kept, however much it writes; its whole process group is killed after
-    ``timeout`` seconds. Returns ``(the tail of its output, whether it was killed)``.
+    bytes are kept, however much it writes; it is killed after ``timeout`` seconds. When it
+    ends, what it left behind is killed too: its process group (``preexec_fn`` makes it a
+    session leader), and whatever ``cleanup`` kills (:meth:`ProcessCap.kill_all`: the run's
+    cgroup). Returns ``(the tail of its output, whether the time ran out)``.
 
     A submission's output is its own to flood (a shell command, a subprocess, a copy of the
     file descriptor all write to this pipe), so the grader's memory stays bounded by ``keep``.
@@ -453,13 +469,16 @@ def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float
         proc.wait(timeout=timeout)
     except subprocess.TimeoutExpired:
         timed_out = True
-        try:
-            os.killpg(proc.pid, 9)
-        except ProcessLookupError:
-            pass
-        proc.wait()
-    reader.join(timeout=10)  # a grandchild that kept the pipe open is in the killed group
-    proc.stdout.close()
+    try:  # the run, or what it left running in the background
+        os.killpg(proc.pid, signal.SIGKILL)
+    except (ProcessLookupError, PermissionError):
+        pass
+    if cleanup is not None:
+        cleanup()
+    proc.wait()
+    reader.join(timeout=10)
+    if not reader.is_alive():  # else a process that escaped both still holds the pipe
+        proc.stdout.close()
     return bytes(tail[-keep:]), timed_out
 
 
@@ -549,7 +568,8 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
           timeout: float = DEFAULT_TIMEOUT_S, memory_mb: int = DEFAULT_MEMORY_MB,
           jobs: int | None = None, unprotected: bool = False, keep_answers: bool = False,
           log: Callable[[str], None] = print,
-          notebooks: Sequence[str] | None = None) -> list[dict[str, Any]]:
+          notebooks: Sequence[str] | None = None,
+          processes: int = DEFAULT_PROCESSES) -> list[dict[str, Any]]:
     """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
 
     ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
@@ -587,7 +607,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             sub.problem = (f"this is {sub.notebook}, and this run grades "
                            f"{', '.join(sorted(expected))} only: not graded")
             sub.notebook = None
-    shields = protections(timeout, memory_mb)
+    shields = protections(timeout, memory_mb, processes)
     missing = [p for p in shields if not p.active]
     for p in shields:
         log(str(p))
@@ -620,7 +640,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         def work(sub: Submission) -> None:
             nonlocal done
             try:
-                _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed)
+                _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed, processes)
             except Exception as err:  # one submission never costs another its grade
                 sub.problem = f"the run failed: {type(err).__name__}: {err}"[:300]
                 sub.result.setdefault("errors", [])

@@ -15,18 +15,25 @@ from __future__ import annotations
 import os
 import resource
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LIB", "NOBODY", "WORK", "Protection", "limits", "protections", "sandbox_command"]
+__all__ = ["LIB", "NOBODY", "WORK", "DEFAULT_PROCESSES", "Protection", "ProcessCap", "limits",
+           "pids_cgroup_root", "protections", "sandbox_command"]
 
 #: Where the sandbox sees its scratch folder, and the read-only library copy.
 WORK = "/grader/work"
 LIB = "/grader/lib"
 NOBODY = 65534
+#: Processes and threads one submission may have at once (a Jupyter kernel with torch uses a
+#: few dozen).
+DEFAULT_PROCESSES = 512
 
 
 @dataclass(frozen=True)
@@ -67,7 +74,8 @@ def _drop() -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def protections(timeout: float, memory_mb: int) -> list[Protection]:
+def protections(timeout: float, memory_mb: int,
+                processes: int = DEFAULT_PROCESSES) -> list[Protection]:
     """What a sandboxed run gets on this machine, protection by protection."""
     bwrap = _bwrap()
     works, why = _bwrap_works(bwrap) if bwrap else (False, "bubblewrap (bwrap) is not installed")
@@ -90,12 +98,16 @@ def protections(timeout: float, memory_mb: int) -> list[Protection]:
                    "is killed"),
         Protection("memory limit", True, f"{memory_mb:,} MB of data per process (RLIMIT_DATA), "
                    "512 MB per written file, no core dumps"),
+        Protection("process limit", True, f"{processes} processes and threads per submission, "
+                   + ("in a pids cgroup of its own" if pids_cgroup_root() else
+                      "by RLIMIT_NPROC (per user: shared by the submissions running at once)")),
     ]
 
 
-def limits(memory_mb: int) -> Callable[[], None]:
+def limits(memory_mb: int, processes: ProcessCap | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` that sets the child's resource limits (inherited by everything it
-    starts): private memory, file size, core dumps, processes."""
+    starts): private memory, file size, core dumps, and with ``processes`` the number of
+    processes and threads (:class:`ProcessCap`)."""
 
     def apply() -> None:
         os.setsid()  # its own session: the grader kills the whole group on timeout
@@ -103,8 +115,86 @@ def limits(memory_mb: int) -> Callable[[], None]:
         resource.setrlimit(resource.RLIMIT_DATA, (data, data))
         resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 2**20, 512 * 2**20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+        if processes is not None:
+            processes.join()
 
     return apply
+
+
+def pids_cgroup_root() -> Path | None:
+    """A cgroup folder where this process may make a child cgroup with a ``pids`` limit: cgroup
+    v1's ``pids`` hierarchy, or a cgroup v2 root that hands the ``pids`` controller down; else
+    ``None`` (then :class:`ProcessCap` falls back to ``RLIMIT_NPROC``)."""
+    v1, v2 = Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")
+    if (v1 / "cgroup.procs").is_file() and os.access(v1, os.W_OK):
+        return v1
+    try:
+        if "pids" in (v2 / "cgroup.subtree_control").read_text().split() and \
+                os.access(v2, os.W_OK):
+            return v2
+    except OSError:
+        pass
+    return None
+
+
+class ProcessCap:
+    """At most ``max_processes`` processes and threads for one run, so that a fork bomb ends
+    that run and the machine notices nothing.
+
+    Where the machine has a pids cgroup (:func:`pids_cgroup_root`), the run gets a cgroup of
+    its own with ``pids.max``; leaving the ``with`` block kills what is left in it and removes
+    it. Elsewhere the run gets ``RLIMIT_NPROC``, which the kernel counts per user: the
+    submissions that run at once as ``nobody`` then share it.
+    """
+
+    def __init__(self, max_processes: int = DEFAULT_PROCESSES) -> None:
+        self.max_processes = max_processes
+        self.path: Path | None = None
+
+    def __enter__(self) -> ProcessCap:
+        root = pids_cgroup_root()
+        if root is not None:
+            try:
+                self.path = Path(tempfile.mkdtemp(dir=root, prefix="vae-grade-"))
+                (self.path / "pids.max").write_text(str(self.max_processes))
+            except OSError:
+                self.__exit__()
+        return self
+
+    def join(self) -> None:
+        """In the child, before it runs the command: enter the cgroup (or set RLIMIT_NPROC)."""
+        if self.path is not None:
+            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+        else:
+            resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes,) * 2)
+
+    def kill_all(self) -> None:
+        """Kill every process left in the run's cgroup (nothing without one)."""
+        if self.path is None:
+            return
+        for _ in range(50):  # what is left of the run, whatever it forked
+            try:
+                left = (self.path / "cgroup.procs").read_text().split()
+            except OSError:
+                break
+            if not left:
+                break
+            for pid in left:
+                try:
+                    os.kill(int(pid), signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            time.sleep(0.1)
+
+    def __exit__(self, *exc: object) -> None:
+        if self.path is None:
+            return
+        self.kill_all()
+        try:
+            self.path.rmdir()
+        except OSError:
+            pass
+        self.path = None
 
 
 def _python_roots() -> list[str]:
