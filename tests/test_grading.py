@@ -521,3 +521,21 @@ def test_a_fork_bomb_ends_its_own_run_and_leaves_nothing_behind():
     assert not folder.exists()
     left = subprocess.run(["pgrep", "-f", "sleep 301"], capture_output=True, text=True).stdout
     assert left == "", f"processes of the run are still alive: {left}"
+
+
+@NEEDS_SANDBOX
+def test_the_sandbox_has_a_private_writable_tmp_of_a_bounded_size(tmp_path):
+    import subprocess
+
+    from helper_lib.tools.sandbox import TMP_MB, sandbox_command
+
+    for folder in ("scratch", "lib/data/pretrained", "models"):
+        (tmp_path / folder).mkdir(parents=True)
+        (tmp_path / folder).chmod(0o777)
+    script = (f"echo hi > /tmp/note && cat /tmp/note; head -c {TMP_MB + 10}M /dev/zero "
+              "> /tmp/big 2>/dev/null; echo full=$?; ls -ld /tmp | cut -c1-10")
+    cmd = sandbox_command(["sh", "-c", script], tmp_path / "scratch", tmp_path / "lib", None,
+                          tmp_path / "models")
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
+                         env={"PATH": "/usr/bin:/bin"}).stdout.split()
+    assert out == ["hi", "full=1", "drwxrwxrwt"], out

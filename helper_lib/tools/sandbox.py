@@ -24,8 +24,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LIB", "NOBODY", "WORK", "DEFAULT_PROCESSES", "Protection", "ProcessCap", "limits",
-           "pids_cgroup_root", "protections", "sandbox_command"]
+__all__ = ["LIB", "NOBODY", "WORK", "DEFAULT_PROCESSES", "TMP_MB", "Protection", "ProcessCap",
+           "limits", "pids_cgroup_root", "protections", "sandbox_command"]
 
 #: Where the sandbox sees its scratch folder, and the read-only library copy.
 WORK = "/grader/work"
@@ -34,6 +34,8 @@ NOBODY = 65534
 #: Processes and threads one submission may have at once (a Jupyter kernel with torch uses a
 #: few dozen).
 DEFAULT_PROCESSES = 512
+#: The size of the sandbox's private ``/tmp`` (a tmpfs: it takes memory, not disk).
+TMP_MB = 256
 
 
 @dataclass(frozen=True)
@@ -240,7 +242,8 @@ def sandbox_command(argv: Sequence[str], scratch: Path, lib: Path, datasets: Pat
             cmd += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
             cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]
+    cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+            "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
     binds = [("--ro-bind", root, root) for root in _python_roots()]
     binds += [("--ro-bind", str(lib), LIB)]
     if datasets is not None and datasets.is_dir():
