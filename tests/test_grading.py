@@ -539,3 +539,13 @@ def test_the_sandbox_has_a_private_writable_tmp_of_a_bounded_size(tmp_path):
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
                          env={"PATH": "/usr/bin:/bin"}).stdout.split()
     assert out == ["hi", "full=1", "drwxrwxrwt"], out
+
+
+def test_a_result_file_built_to_slow_the_nesting_scan_is_read_at_once(tmp_path):
+    import time
+
+    path = tmp_path / "result.answers.json"
+    path.write_bytes(b'"\\' * 1_000_000)  # 2 MB of an escape after an escape, never closed
+    t0 = time.perf_counter()
+    data, why = read_result_file(path, 4_000_000)
+    assert data is None and "not valid JSON" in why and time.perf_counter() - t0 < 2
