@@ -28,7 +28,8 @@ from helper_lib.tools.book import handout
 from helper_lib.tools.grading import (
     GradingError,
     grade,
-    read_result_file,
+    parse_json,
+    parse_result,
     recognise,
     recorded_version,
     students,
@@ -72,6 +73,9 @@ def graded(tmp_path_factory):
     threading.Thread(target=lambda: connections.append(listener.accept()), daemon=True).start()
     real_checks = REPO / "helper_lib" / "tools" / "checks.py"
     alice = subs / "alice" / "03_logvar_trick.ipynb"
+    from helper_lib.assets.datasets import resolve_data_root
+
+    hosts = sorted({str(REPO), str(Path.cwd()), str(resolve_data_root()), str(root)})
     targets = [out / "grades.csv", out / "reports" / "alice.json", alice, real_checks,
                Path("/grader/lib/helper_lib/tools/checks.py")]
     hostile = {
@@ -92,8 +96,31 @@ def graded(tmp_path_factory):
             "raise PermissionError(f'could not write: {failed}')"],
         "reader": [
             f"paths = {[str(alice), str(real_checks), str(out), '/root/.bashrc']!r}\n"
-            "import os\nanswer_3 = [os.path.exists(p) for p in paths]\n"
+            f"hosts = {hosts!r}\n"
+            "import glob, os, sys\nanswer_3 = [os.path.exists(p) for p in paths]\n"
+            "shown = ['/proc/self/mountinfo', *glob.glob('/proc/[0-9]*/cmdline'),\n"
+            "         *glob.glob(os.path.dirname(os.__file__) + '/site-packages/__editable__*')]\n"
+            "def text(path):\n    try:\n"
+            "        return open(path, 'rb').read().decode('utf-8', 'replace')\n"
+            "    except OSError:\n        return ''\n"
+            "answer_3.append(any(h in text(p) for p in shown for h in hosts))\n"
             "print(open(paths[1]).read()[:100])"],
+        "planter": [  # fakes a result file, fills its disk, writes into the runner's pipe
+            "import os\nos.mkfifo('result.answers.json')\n"
+            "os.symlink('/proc/self/cwd/answers/alice.json', 'result.json')\n"
+            "fake = b'{\"errors\": []}\\n{\"03.2\": 1, \"03.3\": 1}'\nreached, full = [], []\n"
+            "pids = [p for p in os.listdir('/proc') if p.isdigit() and int(p) != os.getpid()]\n"
+            "for pid in pids:\n"
+            "    try:\n        fds = os.listdir(f'/proc/{pid}/fd')\n"
+            "    except OSError:\n        continue\n"
+            "    for fd in fds:\n        try:\n"
+            "            with open(f'/proc/{pid}/fd/{fd}', 'wb') as f:\n"
+            "                f.write(fake)\n            reached.append(pid)\n"
+            "        except OSError:\n            pass\n"
+            "for i in range(3):\n    try:\n"
+            "        with open(f'big{i}', 'wb') as f:\n            f.write(bytes(50 * 2**20))\n"
+            "    except OSError as e:\n        full.append(e.strerror)\n"
+            "raise RuntimeError(f'reached {reached}, full {full}')"],
         "signaller": [
             f"import os, signal\nerrors = []\nfor pid in ({os.getpid()}, 1):\n"
             "    try:\n        os.kill(pid, signal.SIGTERM)\n"
@@ -126,7 +153,8 @@ def graded(tmp_path_factory):
     (subs / "truncated" / "03.ipynb").write_bytes(SOURCE.read_bytes()[:20_000])
     checks_hash = _sha(real_checks)
     lines: list[str] = []
-    rows = grade([subs], out, timeout=30, memory_mb=2500, keep_answers=True, log=lines.append)
+    rows = grade([subs], out, timeout=30, memory_mb=2500, keep_answers=True, log=lines.append,
+                 disk_mb=64)
     listener.close()
     return {"rows": {r["student"]: r for r in rows}, "out": out, "log": lines, "alice": alice,
             "checks_hash": checks_hash, "connections": connections, "real_checks": real_checks}
@@ -140,7 +168,8 @@ def _report(graded, student):
 def test_every_submission_gets_the_points_its_real_answers_earn(graded):
     totals = {name: row["total"] for name, row in graded["rows"].items()}
     assert totals == {"alice": 3, "blank": 0, "faker": 1, "patcher": 1, "writer": 1,
-                      "reader": 1, "signaller": 1, "looper": 1, "stubborn": 0, "hog": 1,
+                      "reader": 1, "planter": 1, "signaller": 1, "looper": 1, "stubborn": 0,
+                      "hog": 1,
                       "network": 1, "notanotebook": 0, "truncated": 0}
     with open(graded["out"] / "grades.csv") as f:
         table = list(csv.DictReader(f))
@@ -164,6 +193,10 @@ def test_the_reports_say_what_happened(graded):
     assert "FileNotFoundError" in errors("reader")  # the real checks are not in the sandbox
     assert "could not signal: ['ProcessLookupError', 'PermissionError']" in errors("signaller")
     assert "MemoryError" in errors("hog")
+    # no process's file descriptors open to it (the runner is not dumpable); the disk is full
+    # at 64 MB, the second file of 50 MB
+    assert "reached [], full ['No space left on device', 'No space left on device']" in \
+        errors("planter")
     assert "OSError" in errors("network") or "ConnectionRefusedError" in errors("network")
     assert "time limit" in _report(graded, "stubborn")["problem"]
     assert "not a notebook" in _report(graded, "notanotebook")["problem"]
@@ -177,7 +210,8 @@ def test_hostile_submissions_reach_nothing_outside_their_scratch_folder(graded):
     assert nbformat.read(graded["alice"], as_version=4).metadata["helper_lib"]
     assert json.loads((graded["out"] / "reports" / "alice.json").read_text())["total"] == 3
     seen = json.loads((graded["out"] / "answers" / "reader.json").read_text())["03.3"]
-    assert seen == [False, False, False, False]  # other students, the checks, the grades, /root
+    # other students, the checks, the grades, /root; and no host folder named inside
+    assert seen == [False, False, False, False, False]
     assert graded["connections"] == []  # no connection reached the grader's loopback
 
 
@@ -302,7 +336,8 @@ def test_without_the_sandbox_it_refuses_unless_told(tmp_path, monkeypatch, capsy
 
     monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
     missing = [p.name for p in protections(60, 1000) if not p.active]
-    assert missing == ["unprivileged", "filesystem", "no network", "cannot signal the grader"]
+    assert missing == ["unprivileged", "filesystem", "no network", "cannot signal the grader",
+                       "disk limit"]
     (tmp_path / "ann").mkdir()
     shutil.copyfile(SOURCE, tmp_path / "ann" / "03.ipynb")
     code, err = _grade_cli(capsys, tmp_path / "ann" / "03.ipynb", "--out", tmp_path / "out")
@@ -344,37 +379,41 @@ def _right_03() -> dict:
                                              2 * math.log(0.1)))}
 
 
-@pytest.mark.parametrize(("make", "why"), [
-    (lambda p, other: p.symlink_to(other), "cannot be opened as a file"),
-    (lambda p, other: os.mkfifo(p), "not a regular file"),
-    (lambda p, other: p.mkdir(), "not a regular file"),
-    (lambda p, other: p.write_bytes(b"[" * 1_000 + b"]" * 1_000), "nests deeper"),
-    (lambda p, other: p.write_bytes(b"{" + b" " * 5_000 + b"}"), "larger than 4,000 bytes"),
-    (lambda p, other: p.write_bytes(b'{"03.1": '), "not valid JSON"),
-])
-def test_a_result_file_is_read_only_as_a_small_regular_file(tmp_path, make, why):
-    other = tmp_path / "alice.json"  # another student's answers, which a link would reach
-    other.write_text(json.dumps(_right_03()))
-    path = tmp_path / "result.answers.json"
-    make(path, other)
-    data, reason = read_result_file(path, 4_000)  # a FIFO must not block: it returns at once
-    assert data is None and why in reason, reason
-    other_copy = tmp_path / "plain.json"
-    shutil.copyfile(other, other_copy)
-    assert read_result_file(other_copy, 4_000) == (_right_03(), "")
+def _payload(answers: object, info: object = None) -> bytes:
+    """What a run sends back through its result pipe (grading_run's two parts)."""
+    return (json.dumps({"errors": []} if info is None else info).encode() + b"\n"
+            + (answers if isinstance(answers, bytes) else json.dumps(answers).encode()))
 
 
-def _fake_runs(monkeypatch, tmp_path, write) -> None:
-    """``grade`` without a sandbox or a kernel: each run's "process" writes its scratch files
-    with ``write(student, scratch)``, and the grader's own reading and scoring do the rest."""
+@pytest.mark.parametrize(("payload", "why"), [
+    (b"", "nothing was sent back"),
+    (b'{"errors": []}', "the harvest sent no answers"),
+    (_payload(b"[" * 1_000 + b"]" * 1_000), "the answers: nested deeper than 16 levels"),
+    (_payload(b"{" + b" " * 5_000_000 + b"}"), "the answers: over 4,000,000 bytes"),
+    (_payload(b'{"03.1": '), "the answers: not valid JSON"),
+    (b"[[[[" * 20_000 + b"\n{}", "the run's report: nested deeper"),
+    (b"not json\n{}", "the run's report: not valid JSON"),
+    (b'"a string"\n{}', "the run's report: no JSON object"),
+], ids=["empty", "no-answers", "deep", "large", "truncated", "deep-report", "not-json",
+        "not-object"])
+def test_what_a_run_sends_back_is_parsed_with_bounded_size_and_depth(payload, why):
+    info, answers, reason = parse_result(payload)
+    assert why in reason, reason
+    assert answers is None or not isinstance(answers, dict)
+    assert parse_result(_payload(_right_03())) == ({"errors": []}, _right_03(), "")
+    assert parse_result(_payload(_right_03()), overflow=True)[1] is None
+
+
+def _fake_runs(monkeypatch, tmp_path, send) -> None:
+    """``grade`` without a sandbox or a kernel: each run sends back ``send(student)`` (bytes)
+    through its result pipe, and the grader's own reading and scoring do the rest."""
     import helper_lib.tools.grading as grading
     import helper_lib.tools.sandbox as sandbox
 
-    def run(cmd, env, timeout, preexec_fn=None, **kwargs):
-        scratch = Path(cmd[-1]).parent  # unsandboxed, the runner's last argument is its result
-        nb = nbformat.read(scratch / "submission.ipynb", as_version=4)
-        write(nb.metadata.get("student", ""), scratch)
-        return b"", False
+    def run(cmd, env, timeout, preexec_fn=None, on_start=None, **kwargs):
+        on_start()
+        nb = nbformat.read(cmd[2], as_version=4)  # unsandboxed: the copy of the submission
+        return grading.RunOutput(b"", False, send(nb.metadata.get("student", "")))
 
     monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
     monkeypatch.setattr(grading, "_inputs", lambda notebooks: tmp_path)
@@ -393,24 +432,17 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
         nbformat.write(nb, path)
         return path
 
-    def write(student: str, scratch: Path) -> None:
-        (scratch / "result.json").write_text('{"errors": 5}' if student == "typo" else
-                                             '{"errors": []}')
-        answers = scratch / "result.answers.json"
-        if student == "fifo":
-            os.mkfifo(answers)
-        elif student == "link":  # alice's saved answers, through a link
-            answers.symlink_to(tmp_path / "alice.answers.json")
-        elif student == "deep":
-            answers.write_bytes(b"[" * 400_000 + b"]" * 400_000)
-        else:
-            answers.write_text(json.dumps(_right_03()))
+    def send(student: str) -> bytes:
+        return {"typo": _payload(_right_03(), {"errors": 5}),
+                "deep": _payload(b"[" * 400_000 + b"]" * 400_000),
+                "garbage": b"\xff" * 1_000,
+                "huge": _payload(b"[" + b"1," * 3_000_000 + b"1]")}.get(student,
+                                                                   _payload(_right_03()))
 
-    (tmp_path / "alice.answers.json").write_text(json.dumps(_right_03()))
-    _fake_runs(monkeypatch, tmp_path, write)
+    _fake_runs(monkeypatch, tmp_path, send)
     honest = ["alice", "typo", '=HYPERLINK("evil.example","appeal")', "+1", "@SUM(A1)",
               "$x^2$", "n" * 255]
-    for student in [*honest, "fifo", "link", "deep"]:
+    for student in [*honest, "deep", "garbage", "huge"]:
         hand_in(student)
     hand_in("twice")
     hand_in("twice", "03_again.ipynb")
@@ -424,7 +456,7 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     lines: list[str] = []
     rows = grade([subs], out, unprotected=True, timeout=30, log=lines.append)
     total = {r["student"]: r["total"] for r in rows}
-    assert total == {**dict.fromkeys(honest, 1), "fifo": 0, "link": 0, "deep": 0, "twice": 0,
+    assert total == {**dict.fromkeys(honest, 1), "deep": 0, "garbage": 0, "huge": 0, "twice": 0,
                      "mallory": 0, "stranger": 0}
     assert any("skipped 2" in line and ".ipynb_checkpoints" in line and "(a folder)" in line
                for line in lines)
@@ -435,7 +467,9 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     assert "2 files for one student" in reports["twice"]["problem"]
     assert "a link, not a file" in reports["mallory"]["problem"]
     assert "not a notebook of this course" in reports["stranger"]["problem"]
-    assert reports["link"]["problem"] == "no answers came out of the run"
+    assert "the answers: nested deeper than 16 levels" in reports["deep"]["problem"]
+    assert "the run's report: not valid JSON" in reports["garbage"]["problem"]
+    assert "the answers: over 4,000,000 bytes" in reports["huge"]["problem"]
     with open(out / "grades.csv", newline="") as f:
         students = [row["student"] for row in csv.DictReader(f)]
     assert {"'=HYPERLINK(\"evil.example\",\"appeal\")", "'+1", "'@SUM(A1)"} <= set(students)
@@ -452,11 +486,7 @@ def test_a_class_of_one_is_named_after_its_folder(tmp_path):
 
 
 def test_only_the_notebooks_a_run_names_are_graded(tmp_path, monkeypatch):
-    def write(student: str, scratch: Path) -> None:
-        (scratch / "result.json").write_text('{"errors": []}')
-        (scratch / "result.answers.json").write_text(json.dumps(_right_03()))
-
-    _fake_runs(monkeypatch, tmp_path, write)
+    _fake_runs(monkeypatch, tmp_path, lambda student: _payload(_right_03()))
     (tmp_path / "S" / "ann").mkdir(parents=True)
     (tmp_path / "S" / "bo").mkdir(parents=True)
     nbformat.write(handout(SOURCE), tmp_path / "S" / "ann" / "03.ipynb")
@@ -481,10 +511,11 @@ def test_the_grader_keeps_only_a_bounded_tail_of_a_flood_of_output():
     script = ("import resource, sys\n"
               "from helper_lib.tools.grading import run_with_log_tail\n"
               "before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-              "tail, killed = run_with_log_tail(['sh', '-c', 'head -c 1000000000 /dev/zero; "
+              "run = run_with_log_tail(['sh', '-c', 'head -c 1000000000 /dev/zero; "
               "echo END >&2'], {'PATH': '/usr/bin:/bin'}, 120)\n"
               "after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss\n"
-              "print(len(tail), tail.endswith(b'END\\n'), killed, (after - before) // 1024)")
+              "print(len(run.log), run.log.endswith(b'END\\n'), run.timed_out, "
+              "(after - before) // 1024)")
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          timeout=180, check=True).stdout.split()
     size, ends, killed, grown_mb = int(out[0]), out[1], out[2], int(out[3])
@@ -492,9 +523,9 @@ def test_the_grader_keeps_only_a_bounded_tail_of_a_flood_of_output():
     assert grown_mb < 20, f"the grader grew by {grown_mb} MB"
     from helper_lib.tools.grading import run_with_log_tail
 
-    tail, killed = run_with_log_tail(["sh", "-c", "echo started; sleep 60"],
-                                     {"PATH": "/usr/bin:/bin"}, 1, os.setsid)
-    assert killed and tail == b"started\n"
+    run = run_with_log_tail(["sh", "-c", "echo started; sleep 60"], {"PATH": "/usr/bin:/bin"}, 1,
+                            os.setsid)
+    assert run.timed_out and run.log == b"started\n"
 
 
 @pytest.mark.skipif(os.geteuid() != 0, reason="a pids cgroup, or RLIMIT_NPROC, needs root here")
@@ -505,47 +536,105 @@ def test_a_fork_bomb_ends_its_own_run_and_leaves_nothing_behind():
     import time
 
     from helper_lib.tools.grading import run_with_log_tail
-    from helper_lib.tools.sandbox import ProcessCap, limits
+    from helper_lib.tools.sandbox import RunCap, limits
 
     bomb = "for i in $(seq 200); do sleep 301 & done; echo all started; sleep 1"
     t0 = time.perf_counter()
-    with ProcessCap(40) as cap:
+    with RunCap(40) as cap:
         folder = cap.path
         if folder is None:
             pytest.skip("no pids cgroup here (RLIMIT_NPROC does not bind root)")
         assert (folder / "pids.max").read_text().strip() == "40"
-        tail, timed_out = run_with_log_tail(["sh", "-c", bomb], {"PATH": "/usr/bin:/bin"}, 60,
-                                            limits(1000, cap), cleanup=cap.kill_all)
-    assert not timed_out and time.perf_counter() - t0 < 20
-    assert b"fork" in tail.lower() and b"all started" not in tail, tail[-300:]
+        run = run_with_log_tail(["sh", "-c", bomb], {"PATH": "/usr/bin:/bin"}, 60,
+                                limits(1000, cap), cleanup=cap.kill_all)
+    assert not run.timed_out and time.perf_counter() - t0 < 20
+    assert b"fork" in run.log.lower() and b"all started" not in run.log, run.log[-300:]
     assert not folder.exists()
     left = subprocess.run(["pgrep", "-f", "sleep 301"], capture_output=True, text=True).stdout
     assert left == "", f"processes of the run are still alive: {left}"
 
 
 @NEEDS_SANDBOX
-def test_the_sandbox_has_a_private_writable_tmp_of_a_bounded_size(tmp_path):
+def test_the_sandbox_bounds_its_disk_and_shows_nothing_of_the_host(tmp_path):
+    """Inside: a private, writable /tmp and scratch folder, each a tmpfs that refuses what
+    goes past its size (one large file, or many small ones); and neither the mount table, nor
+    pid 1's command line, nor the files the Python installation shows name the clone, the data
+    or the grader's working directory."""
     import subprocess
 
-    from helper_lib.tools.sandbox import TMP_MB, sandbox_command
+    from helper_lib.assets.datasets import resolve_data_root
+    from helper_lib.tools.sandbox import TMP_MB, WORK, hidden_files, sandbox_command
 
-    for folder in ("scratch", "lib/data/pretrained", "models"):
-        (tmp_path / folder).mkdir(parents=True)
-        (tmp_path / folder).chmod(0o777)
-    script = (f"echo hi > /tmp/note && cat /tmp/note; head -c {TMP_MB + 10}M /dev/zero "
-              "> /tmp/big 2>/dev/null; echo full=$?; ls -ld /tmp | cut -c1-10")
-    cmd = sandbox_command(["sh", "-c", script], tmp_path / "scratch", tmp_path / "lib", None,
-                          tmp_path / "models")
-    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60,
-                         env={"PATH": "/usr/bin:/bin"}).stdout.split()
-    assert out == ["hi", "full=1", "drwxrwxrwt"], out
+    (tmp_path / "lib" / "data" / "pretrained").mkdir(parents=True)
+    (tmp_path / "models").mkdir()
+    for folder in tmp_path.rglob("*"):
+        folder.chmod(0o755)
+    hosts = sorted({str(REPO), str(Path.cwd().resolve()), str(resolve_data_root())})
+    site = [p for p in __import__("sys").path if p.endswith("-packages")]
+    script = (
+        f"cd {WORK} && cat submission.ipynb && echo && echo hi > /tmp/note && cat /tmp/note; "
+        f"head -c {TMP_MB + 10}M /dev/zero > /tmp/big 2>/dev/null; echo tmp=$?; "
+        "head -c 70M /dev/zero > big 2>/dev/null; echo one=$?; rm -f big; "
+        "for i in 1 2 3 4 5 6 7 8; do head -c 10M /dev/zero > f$i 2>/dev/null || break; done; "
+        "echo many=$i; ls -ld /tmp . | cut -c1-10 | tr '\\n' ' '; echo; "
+        "found=$( (cat /proc/self/mountinfo /proc/1/cmdline /proc/self/environ; "
+        f"find {' '.join(site)} -maxdepth 3 -type f \\( -name '*.pth' -o -name '__editable__*' "
+        "-o -name '*.json' -o -name '*.egg-link' -o -name '*.txt' \\) -exec cat {} + ) "
+        f"| grep -c -a -F -f {WORK}/hosts); echo named=$found")
+    needles = "\n".join(hosts).encode()
+    launch = sandbox_command(["sh", "-c", script],
+                             {"submission.ipynb": b"mine", "hosts": needles},
+                             tmp_path / "lib", None, tmp_path / "models", disk_mb=64)
+    try:
+        out = subprocess.run(launch.cmd, capture_output=True, text=True, timeout=120,
+                             env={"PATH": "/usr/bin:/bin"}, pass_fds=launch.pass_fds).stdout
+    finally:
+        launch.close()
+    assert out.split() == ["mine", "hi", "tmp=1", "one=1", "many=7", "drwxrwxrwt",
+                           "drwxrwxrwt", "named=0"], out
+    assert [Path(f).name for f in hidden_files()] == [Path(f).name for f in hidden_files(
+        folders=[REPO])]  # here, what is hidden is the editable install of the clone
 
 
-def test_a_result_file_built_to_slow_the_nesting_scan_is_read_at_once(tmp_path):
+def test_a_result_built_to_slow_the_nesting_scan_is_read_at_once():
     import time
 
-    path = tmp_path / "result.answers.json"
-    path.write_bytes(b'"\\' * 1_000_000)  # 2 MB of an escape after an escape, never closed
+    text = b'"\\' * 1_000_000  # 2 MB of an escape after an escape, never closed
     t0 = time.perf_counter()
-    data, why = read_result_file(path, 4_000_000)
+    data, why = parse_json(text, 4_000_000, "the answers")
     assert data is None and "not valid JSON" in why and time.perf_counter() - t0 < 2
+
+
+@pytest.mark.skipif(not __import__("helper_lib.tools.sandbox", fromlist=["x"]).cpu_shared(),
+                    reason="no cpuset or cpu cgroup here (it needs root)")
+def test_a_run_spinning_on_every_core_leaves_its_neighbour_its_share():
+    """Two runs at once (``--jobs 2``), each with the cores of its slot: one spins four
+    processes, each in a session of its own (which escapes the kernel's per-session fairness),
+    and the other's CPU-bound loop takes about as long as it does alone; without the caps it
+    took 2.6 times as long (AMD EPYC, 2 cores)."""
+    import subprocess
+    import sys
+    import time
+
+    from helper_lib.tools.grading import run_with_log_tail
+    from helper_lib.tools.sandbox import RunCap, cores_for, limits
+
+    honest = [sys.executable, "-c", "import time\nt = time.perf_counter()\nx = 0\n"
+              "for i in range(6_000_000):\n    x += i\nprint(time.perf_counter() - t)"]
+    spin = "for i in 1 2 3 4; do setsid sh -c 'while :; do :; done' & done; wait"
+
+    def timed() -> float:
+        with RunCap(64, cpus=cores_for(0, 2)) as cap:
+            assert cap.cpu_capped
+            run = run_with_log_tail(honest, {"PATH": "/usr/bin:/bin"}, 60, limits(1000, cap),
+                                    cleanup=cap.kill_all)
+        return float(run.log)
+
+    alone = min(timed(), timed())  # the better of two: this test must not flake
+    with RunCap(64, cpus=cores_for(1, 2)) as spinner:
+        proc = subprocess.Popen(["sh", "-c", spin], preexec_fn=limits(1000, spinner))
+        time.sleep(0.3)
+        beside = min(timed(), timed())
+        proc.kill()
+    proc.wait()
+    assert beside < 1.5 * alone, f"alone {alone:.2f} s, beside a spinning run {beside:.2f} s"

@@ -268,20 +268,21 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
 
 def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, GradingError, grade
-    from .sandbox import DEFAULT_PROCESSES
+    from .sandbox import DEFAULT_DISK_MB, DEFAULT_PROCESSES
 
     timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
     memory = DEFAULT_MEMORY_MB if args.memory is None else args.memory
     processes = DEFAULT_PROCESSES if args.processes is None else args.processes
-    if timeout <= 0 or memory < 500 or processes < 64 or (args.jobs is not None
-                                                          and args.jobs < 1):
-        print("error: --timeout must be > 0, --memory at least 500, --processes at least 64 "
-              "and --jobs at least 1", file=sys.stderr)
+    disk = DEFAULT_DISK_MB if args.disk is None else args.disk
+    if timeout <= 0 or memory < 500 or processes < 64 or disk < 64 or (args.jobs is not None
+                                                                       and args.jobs < 1):
+        print("error: --timeout must be > 0, --memory at least 500, --processes at least 64, "
+              "--disk at least 64 and --jobs at least 1", file=sys.stderr)
         return 2
     try:
         grade(args.submissions, args.out, timeout=timeout, memory_mb=memory, jobs=args.jobs,
               unprotected=args.unprotected, keep_answers=args.keep_answers,
-              notebooks=args.notebook, processes=processes)
+              notebooks=args.notebook, processes=processes, disk_mb=disk)
     except GradingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -519,10 +520,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--memory", type=int, default=None,
                    help="MB of memory per process of a submission (default 4000)")
     p.add_argument("--jobs", type=int, default=None,
-                   help="submissions run at once (default: the number of cores)")
+                   help="submissions run at once, each with an equal share of the cores "
+                        "(default: the number of cores where the machine has a cpu cgroup to "
+                        "share them, else 1)")
     p.add_argument("--processes", type=int, default=None,
                    help="processes and threads per submission (default 512; a pids cgroup "
                         "where the machine has one)")
+    p.add_argument("--disk", type=int, default=None, metavar="MB",
+                   help="MB of scratch space per submission (default 512; a tmpfs, so it "
+                        "takes memory while the submission runs)")
     p.add_argument("--unprotected", action="store_true",
                    help="run even where the sandbox's protections are missing (unsafe)")
     p.add_argument("--keep-answers", action="store_true",

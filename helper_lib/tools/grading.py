@@ -22,13 +22,14 @@ import csv
 import functools
 import json
 import os
+import queue
 import re
 import shutil
 import signal
-import stat
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -40,19 +41,23 @@ from ..assets.project import VERSION
 from .book import notebook_title
 from .exercises import EXERCISES, MAX_ANSWER_BYTES, NOTEBOOKS
 from .sandbox import (
+    DATASETS,
+    DEFAULT_DISK_MB,
     DEFAULT_PROCESSES,
     LIB,
-    NOBODY,
     WORK,
-    ProcessCap,
+    RunCap,
+    SandboxCommand,
+    cores_for,
+    cpu_shared,
     limits,
     protections,
     sandbox_command,
 )
 
-__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "Submission",
-           "expected_notebooks", "grade", "read_result_file", "recognise", "recorded_version",
-           "run_with_log_tail", "students", "version_note"]
+__all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "RunOutput", "Submission",
+           "expected_notebooks", "grade", "parse_json", "parse_result", "recognise",
+           "recorded_version", "run_with_log_tail", "students", "version_note"]
 
 DEFAULT_TIMEOUT_S = 300
 DEFAULT_MEMORY_MB = 4000
@@ -331,95 +336,145 @@ def _inputs(notebooks: set[str | None]) -> Path:
     return [pretrained_file(name) for name in manifest()][0].parent  # a pip install: the cache
 
 
-def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
-             pretrained: Path, sandboxed: bool = True,
-             processes: int = DEFAULT_PROCESSES) -> None:
+def _stage(root: Path, source: Path, name: str) -> Path:
+    """A copy of the folder ``source`` at ``root/name``, made of hard links where the two share
+    a file system (else of copies), for the sandbox to mount: its mounts then name the grader's
+    staging folder, never the clone or the data's folder."""
+    dest = root / name
+    shutil.copytree(source, dest, symlinks=False, copy_function=_link_or_copy,
+                    ignore=shutil.ignore_patterns(".*", "__pycache__"))
+    return dest
+
+
+def _link_or_copy(src: str, dst: str) -> None:
+    try:
+        os.link(src, dst)
+    except OSError:
+        shutil.copy2(src, dst)
+
+
+def _datasets_stage(root: Path) -> Path | None:
+    """The raw dataset files the notebooks read, staged (:func:`_stage`) under ``root``."""
     from ..assets.datasets import resolve_data_root
 
-    scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
-    shutil.copyfile(sub.path, scratch / "submission.ipynb", follow_symlinks=False)
-    (scratch / ".mpl").mkdir()
+    data, stage = resolve_data_root(), root / "datasets"
+    for name in ("MNIST", "FashionMNIST"):
+        if (data / name / "raw").is_dir():
+            _stage(stage / name, data / name / "raw", "raw")
+    return stage if stage.is_dir() else None
+
+
+def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
+             pretrained: Path, sandboxed: bool = True, processes: int = DEFAULT_PROCESSES,
+             disk_mb: int = DEFAULT_DISK_MB, cpus: Sequence[int] | None = None,
+             datasets: Path | None = None) -> None:
+    """Run one submission (sandboxed: in a scratch tmpfs of ``disk_mb`` MB; else in a scratch
+    folder under ``root``), and keep what its run sent back in ``sub.result``."""
+    from ..assets.datasets import resolve_data_root
+
+    if sub.path.is_symlink():  # checked when it was collected; the file may have changed since
+        raise GradingError("a link, not a file")
+    files = {"submission.ipynb": sub.path.read_bytes()}
     for font_list in Path(_matplotlib_cache()).glob("fontlist-*.json"):  # saves seconds a run
-        shutil.copyfile(font_list, scratch / ".mpl" / font_list.name)
-    if os.geteuid() == 0 and sandboxed:
-        for p in (scratch, *scratch.rglob("*")):
-            os.chown(p, NOBODY, NOBODY)
+        files[f".mpl/{font_list.name}"] = font_list.read_bytes()
+    scratch = None
+    if not sandboxed:
+        scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
+        for name, data in files.items():
+            (scratch / name).parent.mkdir(exist_ok=True)
+            (scratch / name).write_bytes(data)
     work, lib_at = (WORK, LIB) if sandboxed else (str(scratch), str(lib))
-    datasets = "/grader/datasets" if sandboxed else str(resolve_data_root())
+    data_at = DATASETS if sandboxed else str(resolve_data_root())
+    result_read, result_write = os.pipe()
     # the runner as a script: ``-m helper_lib.tools.grading_run`` would import torch for nothing
     argv = [sys.executable, f"{lib_at}/helper_lib/tools/grading_run.py", f"{work}/submission.ipynb",
-            str(sub.notebook), str(timeout), f"{work}/result.json"]
+            str(sub.notebook), str(timeout), str(result_write)]
     env = {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "PYTHONPATH": lib_at,
            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{work}/.mpl",
-           "VAE_SMOKE": "0", "VAE_DATA_DIR": datasets, "VAE_CACHE_DIR": f"{work}/cache",
+           "VAE_SMOKE": "0", "VAE_DATA_DIR": data_at, "VAE_CACHE_DIR": f"{work}/cache",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    cmd = (sandbox_command(argv, scratch, lib, resolve_data_root(), pretrained)
-           if sandboxed else argv)
+    launch = (sandbox_command(argv, files, lib, datasets, pretrained, disk_mb) if sandboxed
+              else SandboxCommand(argv, ()))
+    inherited = [*launch.pass_fds, result_write]
+
+    def close_inherited() -> None:  # once each: another thread may reuse a closed number
+        while inherited:
+            os.close(inherited.pop())
+
     t0 = time.perf_counter()
-    with ProcessCap(processes) as cap:
-        log, timed_out = run_with_log_tail(cmd, env, timeout + 5, limits(memory_mb, cap),
-                                           cleanup=cap.kill_all)
-    if timed_out:
+    try:
+        with RunCap(processes, cpus) as cap:
+            run = run_with_log_tail(launch.cmd, env, timeout + 5, limits(memory_mb, cap),
+                                    cleanup=cap.kill_all, cwd=scratch,
+                                    pass_fds=(*launch.pass_fds, result_write),
+                                    result_fd=result_read, on_start=close_inherited)
+    finally:
+        close_inherited()
+        os.close(result_read)
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
+    if run.timed_out:
         sub.problem = f"ran past the time limit of {timeout:g} s and was killed"
     sub.result = {"seconds": round(time.perf_counter() - t0, 1), "errors": []}
-    info, why = read_result_file(scratch / "result.json", 200_000)
-    if isinstance(info, dict):
+    info, answers, why = parse_result(run.result, run.result_overflow)
+    if info is not None:
         errors = info.get("errors")
         sub.result["errors"] = [e for e in (errors if isinstance(errors, list) else [])
                                 if isinstance(e, dict)][:20]
-        if info.get("dead_kernel") is True:
+        if info.get("dead_kernel") not in (None, False):
             sub.problem = sub.problem or "the kernel died (out of memory, or killed)"
     elif not sub.problem:
-        tail = log.decode("utf-8", "replace").strip().splitlines()[-3:] if log else []
-        why = why if info is None else "result.json holds no JSON object"
+        tail = run.log.decode("utf-8", "replace").strip().splitlines()[-3:] if run.log else []
         sub.problem = (f"the run ended without a result ({why})"
                        + (f": {' | '.join(tail)}" if tail else ""))[:300]
-    sub.result["answers"] = _read_answers(scratch / "result.answers.json", sub.notebook)
+    sub.result["answers"] = _only(answers, sub.notebook)
     if sub.result["answers"] is None and not sub.problem:
-        sub.problem = "no answers came out of the run"
-    shutil.rmtree(scratch, ignore_errors=True)
+        sub.problem = f"no answers came out of the run ({why})" if why else \
+            "no answers came out of the run"
 
 
-#: How deeply a result file's JSON may nest (the answers are numbers, arrays of arrays at most).
+#: How deeply a result's JSON may nest (the answers are numbers, arrays of arrays at most).
 MAX_RESULT_DEPTH = 16
+#: The most a run's report (its first line: cell errors, a dead kernel) may take.
+MAX_INFO_BYTES = 200_000
 
 
-def read_result_file(path: Path, max_bytes: int) -> tuple[Any, str]:
-    """``(parsed JSON, "")`` from a file the sandbox wrote, or ``(None, why)``.
+def parse_result(data: bytes, overflow: bool = False) -> tuple[dict[str, Any] | None,
+                                                                Any, str]:
+    """``(run report, answers, "")`` from what a run sent back (:mod:`grading_run`'s two
+    parts), or ``None`` for either and the reason (an unreadable report: both ``None``).
 
-    Everything in the scratch folder is the submission's to change, and the grader runs as
-    root, so the file is opened without following a link (``O_NOFOLLOW``) and without waiting
-    (``O_NONBLOCK``: a FIFO cannot hang the grader), checked with ``fstat`` to be a regular file
-    of at most ``max_bytes``, read up to that cap, and parsed with its nesting bounded
-    (:data:`MAX_RESULT_DEPTH`). A link, a FIFO, a device, a folder, a file too large, text that
-    is not JSON, or JSON nested too deeply each give ``None`` and the reason.
+    The bytes came from beside an untrusted kernel, so each part is size-capped (the report at
+    :data:`MAX_INFO_BYTES`, the answers at ``MAX_ANSWER_BYTES``) and parsed only when its JSON
+    nests at most :data:`MAX_RESULT_DEPTH` levels deep (:func:`parse_json`): no input makes
+    the grader recurse, hang or run out of memory.
     """
-    flags = os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | getattr(os, "O_CLOEXEC", 0)
-    try:
-        fd = os.open(path, flags)
-    except FileNotFoundError:
-        return None, f"{path.name} is missing"
-    except OSError as err:  # ELOOP: a link
-        return None, f"{path.name} cannot be opened as a file ({err.strerror})"
-    try:
-        info = os.fstat(fd)
-        if not stat.S_ISREG(info.st_mode):
-            return None, f"{path.name} is not a regular file"
-        if info.st_size > max_bytes:
-            return None, f"{path.name} is larger than {max_bytes:,} bytes"
-        with os.fdopen(fd, "rb", closefd=False) as f:
-            text = f.read(max_bytes + 1)
-    finally:
-        os.close(fd)
+    if overflow:
+        return None, None, f"the result: over {MAX_INFO_BYTES + MAX_ANSWER_BYTES:,} bytes"
+    if not data:
+        return None, None, "nothing was sent back"
+    head, newline, rest = data.partition(b"\n")
+    info, why = parse_json(head, MAX_INFO_BYTES, "the run's report")
+    if not isinstance(info, dict):  # then nothing of it is trusted, the answers neither
+        return None, None, why or "the run's report: no JSON object"
+    if not newline or not rest:
+        return info, None, "the harvest sent no answers"
+    answers, why = parse_json(rest, MAX_ANSWER_BYTES, "the answers")
+    return info, answers, why
+
+
+def parse_json(text: bytes, max_bytes: int, what: str = "the text") -> tuple[Any, str]:
+    """``(parsed JSON, "")``, or ``(None, why)`` for text over ``max_bytes``, nested deeper
+    than :data:`MAX_RESULT_DEPTH`, or not JSON."""
     if len(text) > max_bytes:
-        return None, f"{path.name} is larger than {max_bytes:,} bytes"
+        return None, f"{what}: over {max_bytes:,} bytes"
     if _nesting(text) > MAX_RESULT_DEPTH:  # bounded before the parser recurses
-        return None, f"{path.name} nests deeper than {MAX_RESULT_DEPTH} levels"
+        return None, f"{what}: nested deeper than {MAX_RESULT_DEPTH} levels"
     try:
         return json.loads(text), ""
     except (ValueError, RecursionError) as err:
-        return None, f"{path.name} is not valid JSON ({type(err).__name__})"
+        return None, f"{what}: not valid JSON ({type(err).__name__})"
 
 
 def _nesting(text: bytes) -> int:
@@ -440,33 +495,69 @@ def _nesting(text: bytes) -> int:
 _JSON_STRING = re.compile(rb'"(?:[^"\\]|\\.)*+\\?(?:"|\Z)', re.DOTALL)
 
 
+@dataclass
+class RunOutput:
+    """What :func:`run_with_log_tail` got from a run."""
+
+    log: bytes  # the tail of its stdout and stderr
+    timed_out: bool
+    result: bytes = b""  # what it wrote to its result pipe, up to the cap
+    result_overflow: bool = False  # it wrote more than the cap (the rest was dropped)
+
+
+class _Reader:
+    """Reads a stream to its end in a thread of its own, keeping its last (``tail``) or its
+    first ``keep`` bytes; :attr:`dropped` says whether bytes were left out."""
+
+    def __init__(self, stream: Any, keep: int, tail: bool) -> None:
+        self.stream, self.keep, self.tail = stream, keep, tail
+        self.buffer, self.dropped = bytearray(), False
+        self.thread = threading.Thread(target=self._read, daemon=True)
+        self.thread.start()
+
+    def _read(self) -> None:
+        while chunk := self.stream.read1(1 << 16):
+            if self.tail:
+                self.buffer.extend(chunk)
+                if len(self.buffer) > 2 * self.keep:
+                    del self.buffer[:-self.keep]
+            elif len(self.buffer) <= self.keep:
+                self.buffer.extend(chunk[:self.keep + 1 - len(self.buffer)])
+            self.dropped = self.dropped or len(self.buffer) > self.keep
+
+    def value(self) -> bytes:
+        return bytes(self.buffer[-self.keep:] if self.tail else self.buffer[:self.keep])
+
+
 def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float,
                       preexec_fn: Callable[[], None] | None = None,
                       keep: int = LOG_TAIL_BYTES,
-                      cleanup: Callable[[], None] | None = None) -> tuple[bytes, bool]:
+                      cleanup: Callable[[], None] | None = None, cwd: Path | None = None,
+                      pass_fds: Sequence[int] = (), result_fd: int | None = None,
+                      on_start: Callable[[], None] | None = None) -> RunOutput:
     """Run ``cmd`` with its stdout and stderr on one pipe, of which only the last ``keep``
     bytes are kept, however much it writes; it is killed after ``timeout`` seconds. When it
     ends, what it left behind is killed too: its process group (``preexec_fn`` makes it a
-    session leader), and whatever ``cleanup`` kills (:meth:`ProcessCap.kill_all`: the run's
-    cgroup). Returns ``(the tail of its output, whether the time ran out)``.
+    session leader), and whatever ``cleanup`` kills (:meth:`RunCap.kill_all`: the run's
+    cgroups). With ``result_fd`` (the read end of a pipe whose write end is in ``pass_fds``)
+    the first ``MAX_INFO_BYTES + MAX_ANSWER_BYTES + 1`` bytes written to it are kept too, and
+    the rest dropped. ``on_start`` runs once the process has started: it must close this
+    process's copies of ``pass_fds`` (the pipe's write end among them), or the result pipe
+    never ends.
 
     A submission's output is its own to flood (a shell command, a subprocess, a copy of the
     file descriptor all write to this pipe), so the grader's memory stays bounded by ``keep``.
     """
-    import threading
-
     proc = subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, preexec_fn=preexec_fn)
-    tail = bytearray()
-
-    def drain() -> None:
-        while chunk := proc.stdout.read1(1 << 16):
-            tail.extend(chunk)
-            if len(tail) > 2 * keep:
-                del tail[:-keep]
-
-    reader = threading.Thread(target=drain, daemon=True)
-    reader.start()
+                            stderr=subprocess.STDOUT, preexec_fn=preexec_fn, cwd=cwd,
+                            pass_fds=tuple(pass_fds))
+    if on_start is not None:
+        on_start()
+    log = _Reader(proc.stdout, keep, tail=True)
+    result = None
+    if result_fd is not None:
+        result = _Reader(os.fdopen(os.dup(result_fd), "rb"), MAX_INFO_BYTES + MAX_ANSWER_BYTES,
+                         tail=False)
     timed_out = False
     try:
         proc.wait(timeout=timeout)
@@ -479,16 +570,18 @@ def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float
     if cleanup is not None:
         cleanup()
     proc.wait()
-    reader.join(timeout=10)
-    if not reader.is_alive():  # else a process that escaped both still holds the pipe
-        proc.stdout.close()
-    return bytes(tail[-keep:]), timed_out
+    for reader in (log, result):
+        if reader is not None:
+            reader.thread.join(timeout=10)
+            if not reader.thread.is_alive():  # else a process that escaped still holds the pipe
+                reader.stream.close()
+    if result is None:
+        return RunOutput(log.value(), timed_out)
+    return RunOutput(log.value(), timed_out, result.value(), result.dropped)
 
 
-def _read_answers(path: Path, notebook: str | None) -> dict[str, Any] | None:
-    """The harvested answers, or ``None``: read by :func:`read_result_file` (at most
-    MAX_ANSWER_BYTES), a dict with only this notebook's exercise ids kept."""
-    data, _ = read_result_file(path, MAX_ANSWER_BYTES)
+def _only(data: Any, notebook: str | None) -> dict[str, Any] | None:
+    """The answers as a dict with only ``notebook``'s exercise ids kept, or ``None``."""
     if not isinstance(data, dict):
         return None
     wanted = {ex.id for ex in NOTEBOOKS.get(str(notebook), [])}
@@ -572,12 +665,16 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
           jobs: int | None = None, unprotected: bool = False, keep_answers: bool = False,
           log: Callable[[str], None] = print,
           notebooks: Sequence[str] | None = None,
-          processes: int = DEFAULT_PROCESSES) -> list[dict[str, Any]]:
+          processes: int = DEFAULT_PROCESSES,
+          disk_mb: int = DEFAULT_DISK_MB) -> list[dict[str, Any]]:
     """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
 
     ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
     ``out/answers/<student>.json``. ``notebooks`` (``--notebook``) names the course notebooks
     this run grades: a submission of another one gets a row that says so, and no points.
+    ``processes`` caps each run's processes and threads, ``disk_mb`` its scratch folder;
+    ``jobs`` runs at once get equal shares of the cores where the machine has a cpuset or cpu
+    cgroup (:class:`~helper_lib.tools.sandbox.RunCap`), and without one ``jobs`` defaults to 1.
     Returns the rows of ``grades.csv``.
 
     One submission never costs another its grade: a file that is no notebook of the course,
@@ -610,7 +707,9 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             sub.problem = (f"this is {sub.notebook}, and this run grades "
                            f"{', '.join(sorted(expected))} only: not graded")
             sub.notebook = None
-    shields = protections(timeout, memory_mb, processes)
+    if jobs is None:
+        jobs = min(len(subs), len(os.sched_getaffinity(0))) if cpu_shared() else 1
+    shields = protections(timeout, memory_mb, processes, disk_mb, jobs)
     missing = [p for p in shields if not p.active]
     for p in shields:
         log(str(p))
@@ -630,23 +729,31 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             f"in their reports: {named}{more}")
     out.mkdir(parents=True, exist_ok=True)
     (out / "reports").mkdir(exist_ok=True)
-    jobs = jobs or min(len(subs), os.cpu_count() or 1)
     t0 = time.perf_counter()
     with tempfile.TemporaryDirectory(prefix="vae-grade-") as tmp:
         root = Path(tmp)
         root.chmod(0o755)
         pretrained = _inputs({s.notebook for s in subs})
+        datasets = None
+        if sandboxed:  # what the sandbox mounts, staged here: its mounts name no host folder
+            pretrained, datasets = _stage(root, pretrained, "models"), _datasets_stage(root)
         lib = _library_copy(root, pretrained, sandboxed)
         runnable = [s for s in subs if s.notebook is not None]
-        done = 0
+        done, slots = 0, queue.SimpleQueue()
+        for slot in range(jobs):  # each run at once has cores of its own (cores_for)
+            slots.put(slot)
 
         def work(sub: Submission) -> None:
             nonlocal done
+            slot = slots.get()
             try:
-                _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed, processes)
+                _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed, processes,
+                         disk_mb, cores_for(slot, jobs), datasets)
             except Exception as err:  # one submission never costs another its grade
                 sub.problem = f"the run failed: {type(err).__name__}: {err}"[:300]
                 sub.result.setdefault("errors", [])
+            finally:
+                slots.put(slot)
             done += 1
             log(f"[{done}/{len(runnable)}] {sub.student}: {sub.notebook}, "
                 f"{sub.result.get('seconds', 0):.0f} s" + (f" ({sub.problem})" if sub.problem

@@ -2,12 +2,17 @@
 resource limits, without Docker.
 
 :func:`protections` says what this machine offers; :func:`sandbox_command` builds the command
-line; :func:`limits` is the ``preexec_fn`` that sets the resource limits in the child. Inside,
-the process sees the Python installation, a copy of ``helper_lib`` without its checks, the
-shipped models and the datasets, all read-only; it can write only its scratch folder (mounted
-at :data:`WORK`) and a private ``/tmp``; it has no network (its own network namespace) and its
-own PID namespace, so it cannot see or signal any process outside; as root, the grader drops it
-to ``nobody`` (uid 65534) with no capabilities and ``no_new_privs``.
+line; :func:`limits` is the ``preexec_fn`` that sets the resource limits in the child, and
+:class:`RunCap` caps its processes and CPU. Inside, the process sees the Python installation, a
+copy of ``helper_lib`` without its checks, the shipped models and the datasets, all read-only;
+it can write only its scratch folder (a tmpfs of a bounded size at :data:`WORK`, which holds a
+copy of the submission and vanishes with the sandbox) and a private ``/tmp`` (another); it has
+no network (its own network namespace) and its own PID namespace, so it cannot see or signal
+any process outside; as root, the grader drops it to ``nobody`` (uid 65534) with no
+capabilities and ``no_new_privs``. Nothing inside names the host's folders: the mounts come
+from a staging folder of the grader's, bubblewrap reads its own command line from a file
+descriptor (so ``/proc/1/cmdline`` shows none of it), and the files of an editable install
+that name the clone are hidden.
 """
 
 from __future__ import annotations
@@ -20,21 +25,26 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["LIB", "NOBODY", "WORK", "DEFAULT_PROCESSES", "TMP_MB", "Protection", "ProcessCap",
-           "limits", "pids_cgroup_root", "protections", "sandbox_command"]
+__all__ = ["DATASETS", "DEFAULT_DISK_MB", "DEFAULT_PROCESSES", "LIB", "NOBODY", "TMP_MB", "WORK",
+           "Protection", "RunCap", "SandboxCommand", "cgroup_roots", "cores_for", "cpu_shared",
+           "hidden_files", "limits",
+           "pids_cgroup_root", "protections", "sandbox_command"]
 
-#: Where the sandbox sees its scratch folder, and the read-only library copy.
+#: Where the sandbox sees its scratch folder, the read-only library copy, and the datasets.
 WORK = "/grader/work"
 LIB = "/grader/lib"
+DATASETS = "/grader/datasets"
 NOBODY = 65534
 #: Processes and threads one submission may have at once (a Jupyter kernel with torch uses a
 #: few dozen).
 DEFAULT_PROCESSES = 512
-#: The size of the sandbox's private ``/tmp`` (a tmpfs: it takes memory, not disk).
+#: The size of a submission's scratch folder (a tmpfs: it takes memory, not disk).
+DEFAULT_DISK_MB = 512
+#: The size of the sandbox's private ``/tmp`` (another tmpfs).
 TMP_MB = 256
 
 
@@ -76,9 +86,10 @@ def _drop() -> list[str]:
             "--inh-caps=-all", "--bounding-set=-all", "--no-new-privs", "--"]
 
 
-def protections(timeout: float, memory_mb: int,
-                processes: int = DEFAULT_PROCESSES) -> list[Protection]:
-    """What a sandboxed run gets on this machine, protection by protection."""
+def protections(timeout: float, memory_mb: int, processes: int = DEFAULT_PROCESSES,
+                disk_mb: int = DEFAULT_DISK_MB, jobs: int = 1) -> list[Protection]:
+    """What a sandboxed run gets on this machine, protection by protection. The CPU share is
+    missing only where ``jobs`` runs share the machine and there is no cpu cgroup."""
     bwrap = _bwrap()
     works, why = _bwrap_works(bwrap) if bwrap else (False, "bubblewrap (bwrap) is not installed")
     root = os.geteuid() == 0
@@ -87,11 +98,20 @@ def protections(timeout: float, memory_mb: int,
            dropped else f"runs as uid {os.geteuid()}, not root" if not root else
            "is root: setpriv (util-linux) is missing")
     sandbox_detail = why if not works else ""
+    cgroups = cgroup_roots()
+    cpu = (f"{len(cores_for(0, jobs))} of {len(os.sched_getaffinity(0))} cores each, in a "
+           f"{'cpuset' if 'cpuset' in cgroups else 'cpu'} cgroup of its own" if cpu_shared() else
+           "alone on the machine (--jobs 1)" if jobs <= 1 else
+           f"no cpuset or cpu cgroup here: {jobs} runs at once could starve each other "
+           "(use --jobs 1)")
+    inside = [venv for venv in _python_roots() if any(_within(venv, host)
+                                                       for host in _host_folders())]
     return [
         Protection("unprivileged", dropped and works, who if works else sandbox_detail),
-        Protection("filesystem", works, "sees Python, helper_lib (without its checks), the "
-                   "models and the data read-only; writes only its scratch folder"
-                   if works else sandbox_detail),
+        Protection("filesystem", works, ("sees Python, helper_lib (without its checks), the "
+                   "models and the data read-only, and none of the host's folders" +
+                   (f" (but the Python environment lies in {inside[0]}, whose path it sees)"
+                    if inside else "") if works else sandbox_detail)),
         Protection("no network", works, "its own network namespace, loopback only"
                    if works else sandbox_detail),
         Protection("cannot signal the grader", works, "its own PID namespace: no process "
@@ -100,16 +120,20 @@ def protections(timeout: float, memory_mb: int,
                    "is killed"),
         Protection("memory limit", True, f"{memory_mb:,} MB of data per process (RLIMIT_DATA), "
                    "512 MB per written file, no core dumps"),
+        Protection("disk limit", works, f"a scratch folder of {disk_mb:,} MB and a /tmp of "
+                   f"{TMP_MB} MB (tmpfs), private, gone when the run ends"
+                   if works else sandbox_detail),
         Protection("process limit", True, f"{processes} processes and threads per submission, "
-                   + ("in a pids cgroup of its own" if pids_cgroup_root() else
+                   + ("in a pids cgroup of its own" if "pids" in cgroups else
                       "by RLIMIT_NPROC (per user: shared by the submissions running at once)")),
+        Protection("CPU share", jobs <= 1 or cpu_shared(), cpu),
     ]
 
 
-def limits(memory_mb: int, processes: ProcessCap | None = None) -> Callable[[], None]:
+def limits(memory_mb: int, cap: RunCap | None = None) -> Callable[[], None]:
     """A ``preexec_fn`` that sets the child's resource limits (inherited by everything it
-    starts): private memory, file size, core dumps, and with ``processes`` the number of
-    processes and threads (:class:`ProcessCap`)."""
+    starts): private memory, file size, core dumps, and with ``cap`` its processes, threads and
+    CPU (:class:`RunCap`)."""
 
     def apply() -> None:
         os.setsid()  # its own session: the grader kills the whole group on timeout
@@ -117,86 +141,149 @@ def limits(memory_mb: int, processes: ProcessCap | None = None) -> Callable[[], 
         resource.setrlimit(resource.RLIMIT_DATA, (data, data))
         resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 2**20, 512 * 2**20))
         resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-        if processes is not None:
-            processes.join()
+        if cap is not None:
+            cap.join()
 
     return apply
 
 
-def pids_cgroup_root() -> Path | None:
-    """A cgroup folder where this process may make a child cgroup with a ``pids`` limit: cgroup
-    v1's ``pids`` hierarchy, or a cgroup v2 root that hands the ``pids`` controller down; else
-    ``None`` (then :class:`ProcessCap` falls back to ``RLIMIT_NPROC``)."""
-    v1, v2 = Path("/sys/fs/cgroup/pids"), Path("/sys/fs/cgroup")
-    if (v1 / "cgroup.procs").is_file() and os.access(v1, os.W_OK):
-        return v1
+def cgroup_roots() -> dict[str, Path]:
+    """The cgroup folders where this process may make a child cgroup, by controller: ``pids``,
+    ``cpuset`` and ``cpu`` where the machine has them (cgroup v1's hierarchies, or a cgroup v2
+    root that hands those controllers down, then all map to the same folder). Empty where there
+    is none (then :class:`RunCap` falls back to ``RLIMIT_NPROC``, and shares no CPU)."""
+    found: dict[str, Path] = {}
+    for controller in ("pids", "cpuset", "cpu"):
+        v1 = Path("/sys/fs/cgroup") / controller
+        if (v1 / "cgroup.procs").is_file() and os.access(v1, os.W_OK):
+            found[controller] = v1
+    v2 = Path("/sys/fs/cgroup")
     try:
-        if "pids" in (v2 / "cgroup.subtree_control").read_text().split() and \
-                os.access(v2, os.W_OK):
-            return v2
+        handed_down = (v2 / "cgroup.subtree_control").read_text().split()
     except OSError:
-        pass
-    return None
+        handed_down = []
+    for controller in ("pids", "cpuset", "cpu"):
+        if controller not in found and controller in handed_down and os.access(v2, os.W_OK):
+            found[controller] = v2
+    return found
 
 
-class ProcessCap:
-    """At most ``max_processes`` processes and threads for one run, so that a fork bomb ends
-    that run and the machine notices nothing.
+def pids_cgroup_root() -> Path | None:
+    """Where :class:`RunCap` makes a run's pids cgroup (:func:`cgroup_roots`), or ``None``."""
+    return cgroup_roots().get("pids")
 
-    Where the machine has a pids cgroup (:func:`pids_cgroup_root`), the run gets a cgroup of
-    its own with ``pids.max``; leaving the ``with`` block kills what is left in it and removes
-    it. Elsewhere the run gets ``RLIMIT_NPROC``, which the kernel counts per user: the
-    submissions that run at once as ``nobody`` then share it.
+
+def cpu_shared() -> bool:
+    """Whether :class:`RunCap` can give each run cores of its own (a cpuset or cpu cgroup)."""
+    return bool({"cpuset", "cpu"} & set(cgroup_roots()))
+
+
+def cores_for(slot: int, jobs: int) -> list[int]:
+    """The cores that run ``slot`` of ``jobs`` at once gets: an equal share of the cores this
+    process may use, at least one, the slots' shares apart where there are enough cores."""
+    cores = sorted(os.sched_getaffinity(0))
+    each = max(1, len(cores) // max(1, jobs))
+    start = (slot * each) % len(cores)
+    return (cores * 2)[start:start + each]
+
+
+class RunCap:
+    """Caps on one run: at most ``max_processes`` processes and threads, so that a fork bomb
+    ends that run and the machine notices nothing; and with ``cpus`` only those cores, so that
+    a run spinning on every core leaves its neighbours theirs.
+
+    Where the machine has the cgroup controllers (:func:`cgroup_roots`), the run gets a cgroup
+    of its own: ``pids.max``, and ``cpuset.cpus`` (or, without a cpuset controller, a CPU-time
+    quota of ``len(cpus)`` cores: ``cpu.cfs_quota_us`` in v1, ``cpu.max`` in v2); leaving the
+    ``with`` block kills what is left in it and removes it. Unlike an affinity mask, which a
+    process may widen again, a cgroup's limits bind whatever the run does. Without a pids
+    cgroup the run gets ``RLIMIT_NPROC``, which the kernel counts per user: the submissions that
+    run at once as ``nobody`` then share it. Without either CPU controller there is no CPU cap
+    (:attr:`cpu_capped` is false).
     """
 
-    def __init__(self, max_processes: int = DEFAULT_PROCESSES) -> None:
-        self.max_processes = max_processes
-        self.path: Path | None = None
+    PERIOD_US = 100_000
 
-    def __enter__(self) -> ProcessCap:
-        root = pids_cgroup_root()
-        if root is not None:
+    def __init__(self, max_processes: int = DEFAULT_PROCESSES,
+                 cpus: Sequence[int] | None = None) -> None:
+        self.max_processes = max_processes
+        self.cpus = list(cpus) if cpus else None
+        self.paths: dict[str, Path] = {}  # controller: the run's cgroup folder
+
+    @property
+    def path(self) -> Path | None:
+        """The run's pids cgroup folder, or ``None``."""
+        return self.paths.get("pids")
+
+    @property
+    def cpu_capped(self) -> bool:
+        return bool({"cpuset", "cpu"} & set(self.paths))
+
+    def __enter__(self) -> RunCap:
+        roots = cgroup_roots()
+        wanted = ["pids"]
+        if self.cpus:
+            wanted.append("cpuset" if "cpuset" in roots else "cpu")
+        made: dict[Path, Path] = {}  # a v2 root serves every controller with one folder
+        for controller in (c for c in wanted if c in roots):
             try:
-                self.path = Path(tempfile.mkdtemp(dir=root, prefix="vae-grade-"))
-                (self.path / "pids.max").write_text(str(self.max_processes))
+                root = roots[controller]
+                if root not in made:
+                    made[root] = Path(tempfile.mkdtemp(dir=root, prefix="vae-grade-"))
+                folder = self.paths[controller] = made[root]
+                self._configure(controller, folder, root)
             except OSError:
-                self.__exit__()
+                self.paths.pop(controller, None)
         return self
 
-    def join(self) -> None:
-        """In the child, before it runs the command: enter the cgroup (or set RLIMIT_NPROC)."""
-        if self.path is not None:
-            (self.path / "cgroup.procs").write_text(str(os.getpid()))
+    def _configure(self, controller: str, folder: Path, root: Path) -> None:
+        if controller == "pids":
+            (folder / "pids.max").write_text(str(self.max_processes))
+        elif controller == "cpuset":
+            if (folder / "cpuset.mems").exists() and not (folder / "cpuset.mems").read_text(
+                    ).strip():  # v1 starts a child empty: it must name the memory nodes too
+                (folder / "cpuset.mems").write_text((root / "cpuset.mems").read_text())
+            (folder / "cpuset.cpus").write_text(",".join(map(str, self.cpus)))
         else:
+            quota = len(self.cpus) * self.PERIOD_US
+            if (folder / "cpu.max").exists():
+                (folder / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
+            else:
+                (folder / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
+                (folder / "cpu.cfs_quota_us").write_text(str(quota))
+
+    def join(self) -> None:
+        """In the child, before it runs the command: enter the cgroups (or set RLIMIT_NPROC)."""
+        for folder in dict.fromkeys(self.paths.values()):
+            (folder / "cgroup.procs").write_text(str(os.getpid()))
+        if "pids" not in self.paths:
             resource.setrlimit(resource.RLIMIT_NPROC, (self.max_processes,) * 2)
 
     def kill_all(self) -> None:
-        """Kill every process left in the run's cgroup (nothing without one)."""
-        if self.path is None:
-            return
-        for _ in range(50):  # what is left of the run, whatever it forked
-            try:
-                left = (self.path / "cgroup.procs").read_text().split()
-            except OSError:
-                break
-            if not left:
-                break
-            for pid in left:
+        """Kill every process left in the run's cgroups (nothing without one)."""
+        for folder in dict.fromkeys(self.paths.values()):
+            for _ in range(50):  # what is left of the run, whatever it forked
                 try:
-                    os.kill(int(pid), signal.SIGKILL)
-                except (ProcessLookupError, PermissionError):
-                    pass
-            time.sleep(0.1)
+                    left = (folder / "cgroup.procs").read_text().split()
+                except OSError:
+                    break
+                if not left:
+                    break
+                for pid in left:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except (ProcessLookupError, PermissionError):
+                        pass
+                time.sleep(0.1)
 
     def __exit__(self, *exc: object) -> None:
-        if self.path is None:
-            return
         self.kill_all()
-        try:
-            self.path.rmdir()
-        except OSError:
-            pass
-        self.path = None
+        for folder in dict.fromkeys(self.paths.values()):
+            try:
+                folder.rmdir()
+            except OSError:
+                pass
+        self.paths = {}
 
 
 def _python_roots() -> list[str]:
@@ -216,48 +303,136 @@ def _namespaces() -> list[str]:
     return ["--unshare-all"]
 
 
-def sandbox_command(argv: Sequence[str], scratch: Path, lib: Path, datasets: Path | None,
-                    pretrained: Path) -> list[str]:
+def _host_folders() -> list[Path]:
+    """The host's folders that nothing inside the sandbox may name: the clone, the datasets'
+    folder and the grader's working directory (``/`` left out: it names nothing)."""
+    from ..assets.datasets import resolve_data_root
+    from ..assets.project import CLONE_ROOT
+
+    folders = [Path.cwd(), resolve_data_root(), *([CLONE_ROOT] if CLONE_ROOT else [])]
+    return [f for f in dict.fromkeys(p.resolve() for p in folders) if f != Path("/")]
+
+
+def _within(path: str | Path, folder: Path) -> bool:
+    return Path(path).resolve().is_relative_to(folder)
+
+
+def hidden_files(roots: Sequence[str] | None = None,
+                 folders: Sequence[Path] | None = None) -> list[str]:
+    """The files of the mounted Python installation that the sandbox shows empty, because they
+    name the host's folders (:func:`_host_folders`): an editable install's finder (and its
+    compiled copy), ``.pth`` and ``.egg-link`` files and ``direct_url.json`` records that name
+    one of ``folders``. The sandbox runs its own copy of helper_lib, so it needs none of them."""
+    folders = _host_folders() if folders is None else folders
+    needles = [str(f).encode() for f in folders]
+    found = []
+    for site in {p for p in sys.path if p and "-packages" in p and Path(p).is_dir()}:
+        if roots is not None and not any(_within(site, Path(r)) for r in roots):
+            continue
+        candidates = [*Path(site).glob("__editable__*"), *Path(site).glob("*.pth"),
+                      *Path(site).glob("*.egg-link"), *Path(site).glob("__pycache__/__editable__*"),
+                      *Path(site).glob("*.dist-info/direct_url.json")]
+        for path in candidates:
+            try:
+                if path.is_file() and (path.name.startswith("__editable__") or
+                                       any(n in path.read_bytes() for n in needles)):
+                    found.append(str(path))
+            except OSError:
+                continue
+    return sorted(set(found))
+
+
+@dataclass
+class SandboxCommand:
+    """bubblewrap's command line, and the file descriptors it reads (its arguments, the files
+    it copies into the scratch folder): pass them to ``subprocess.Popen(pass_fds=...)``, and
+    :meth:`close` them once it has started."""
+
+    cmd: list[str]
+    pass_fds: tuple[int, ...]
+
+    def close(self) -> None:
+        for fd in self.pass_fds:
+            try:
+                os.close(fd)
+            except OSError:
+                pass
+        self.pass_fds = ()
+
+
+def _memfd(name: str, data: bytes) -> int:
+    """A file in memory holding ``data``, read from its start (what bubblewrap copies)."""
+    fd = os.memfd_create(name)  # close-on-exec: only pass_fds hands it on
+    view = memoryview(data)
+    while view:
+        view = view[os.write(fd, view):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
+                    datasets: Path | None, pretrained: Path,
+                    disk_mb: int = DEFAULT_DISK_MB) -> SandboxCommand:
     """The command that runs ``argv`` inside the sandbox.
 
     bubblewrap sets up the namespaces and the mounts; as root it runs with the grader's rights
     (it reads a Python under ``/root``, say), and ``setpriv`` inside drops to nobody before
-    ``argv`` starts, with no capabilities and ``no_new_privs``.
+    ``argv`` starts, with no capabilities and ``no_new_privs``. bubblewrap reads its options
+    from a file descriptor, so the sandbox's ``/proc/1/cmdline`` shows none of the host's paths
+    (only ``argv``).
 
     Args:
         argv: the command inside (paths as the sandbox sees them).
-        scratch: the submission's scratch folder, writable, seen at :data:`WORK`.
+        files: what the scratch folder starts with, ``{path relative to WORK: content}`` (the
+            submission, say); the scratch folder is a tmpfs of ``disk_mb`` MB at :data:`WORK`,
+            writable by the submission, and gone when the sandbox ends.
         lib: a folder holding the sandbox's copy of ``helper_lib``, seen at :data:`LIB`.
-        datasets: the MNIST files' folder, read-only at ``/grader/datasets``.
+        datasets: the datasets' folder, read-only at :data:`DATASETS`.
         pretrained: the shipped models, read-only where the copy of helper_lib looks for them.
+
+    The mounted folders ``lib``, ``datasets`` and ``pretrained`` show their host paths in the
+    sandbox's ``/proc/self/mountinfo``: the grader keeps them in a staging folder of its own.
     """
     bwrap = _bwrap()
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
-    cmd = [bwrap, *_namespaces(), "--die-with-parent", "--new-session",
-           "--ro-bind", "/usr", "/usr"]
+    args = [*_namespaces(), "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for top in ("bin", "lib", "lib64", "sbin"):
         path = Path("/") / top
         if path.is_symlink():
-            cmd += ["--symlink", os.readlink(path), str(path)]
+            args += ["--symlink", os.readlink(path), str(path)]
         elif path.is_dir():
-            cmd += ["--ro-bind", str(path), str(path)]
-    cmd += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
-            "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
-    binds = [("--ro-bind", root, root) for root in _python_roots()]
-    binds += [("--ro-bind", str(lib), LIB)]
+            args += ["--ro-bind", str(path), str(path)]
+    args += ["--ro-bind", "/etc", "/etc", "--proc", "/proc", "--dev", "/dev",
+             "--perms", "1777", "--size", str(TMP_MB * 2**20), "--tmpfs", "/tmp"]
+    roots = _python_roots()
+    binds = [("--ro-bind", root, root) for root in roots]
+    fds = []
+    for hidden in hidden_files(roots):  # an empty file in its place
+        fds.append(_memfd("hidden", b""))
+        binds += [("--ro-bind-data", str(fds[-1]), hidden)]
+    binds += [("--ro-bind", str(lib), LIB), ("--ro-bind", str(pretrained),
+                                             f"{LIB}/data/pretrained")]
     if datasets is not None and datasets.is_dir():
-        binds += [("--ro-bind", str(datasets), "/grader/datasets")]
-    binds += [("--bind", str(scratch), WORK)]
-    made: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev"}
+        binds += [("--ro-bind", str(datasets), DATASETS)]
+    made: set[str] = {"/", "/usr", "/etc", "/tmp", "/proc", "/dev", *roots}
     for _, _, dest in binds:  # the folders above each mount point: traversable by nobody
         for parent in reversed(Path(dest).parents):
-            if str(parent) not in made:
+            if str(parent) not in made and not any(_within(parent, Path(r)) for r in roots):
                 made.add(str(parent))
-                cmd += ["--perms", "0755", "--dir", str(parent)]
+                args += ["--perms", "0755", "--dir", str(parent)]
     for flag, source, dest in binds:
-        cmd += [flag, source, dest]
-        if dest == LIB:  # the models, where the copy of helper_lib looks for them
-            cmd += ["--ro-bind", str(pretrained), f"{LIB}/data/pretrained"]
-    cmd += ["--chdir", WORK, "--"]
-    return cmd + _drop() + list(argv)
+        args += ([flag, source, dest] if flag != "--ro-bind-data" else
+                 ["--perms", "0644", flag, source, dest])
+    args += ["--perms", "1777", "--size", str(disk_mb * 2**20), "--tmpfs", WORK]
+    for name, data in sorted(files.items()):
+        dest = Path(WORK) / name
+        for parent in reversed(dest.parents):
+            if str(parent) not in made and _within(parent, Path(WORK)) and parent != Path(WORK):
+                made.add(str(parent))
+                args += ["--perms", "0777", "--dir", str(parent)]
+        fds.append(_memfd(name, data))
+        args += ["--perms", "0644", "--file", str(fds[-1]), str(dest)]
+    args += ["--chdir", WORK]
+    fds.append(_memfd("bwrap-args", b"".join(a.encode() + b"\0" for a in args)))
+    return SandboxCommand([bwrap, "--args", str(fds[-1]), "--", *_drop(), *argv], tuple(fds))
