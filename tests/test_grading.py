@@ -338,6 +338,9 @@ def test_without_the_sandbox_it_refuses_unless_told(tmp_path, monkeypatch, capsy
     missing = [p.name for p in protections(60, 1000) if not p.active]
     assert missing == ["unprivileged", "filesystem", "no network", "cannot signal the grader",
                        "disk limit"]
+    monkeypatch.setattr(sandbox, "cgroup_roots", lambda: {})  # no cgroups: one run at a time
+    assert [p.active for p in protections(60, 1000, jobs=1) if p.name == "CPU share"] == [True]
+    assert [p.active for p in protections(60, 1000, jobs=2) if p.name == "CPU share"] == [False]
     (tmp_path / "ann").mkdir()
     shutil.copyfile(SOURCE, tmp_path / "ann" / "03.ipynb")
     code, err = _grade_cli(capsys, tmp_path / "ann" / "03.ipynb", "--out", tmp_path / "out")
@@ -453,11 +456,18 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     (subs / "stranger").mkdir()
     nbformat.write(nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell("# Other")]),
                    subs / "stranger" / "03.ipynb")
+    listed = json.loads(hand_in("listed").read_text())  # helper_lib.notebook: a list
+    listed["metadata"]["helper_lib"]["notebook"] = ["03_logvar_trick"]
+    listed["cells"] = [{"cell_type": "markdown", "id": "n3", "metadata": {}, "source": 3}]
+    (subs / "listed" / "03.ipynb").write_text(json.dumps(listed))
+    numbered = json.loads(hand_in("numbered").read_text())  # a markdown cell's source: 3
+    numbered["cells"].insert(0, {"cell_type": "markdown", "id": "n3", "metadata": {}, "source": 3})
+    (subs / "numbered" / "03.ipynb").write_text(json.dumps(numbered))
     lines: list[str] = []
     rows = grade([subs], out, unprotected=True, timeout=30, log=lines.append)
     total = {r["student"]: r["total"] for r in rows}
     assert total == {**dict.fromkeys(honest, 1), "deep": 0, "garbage": 0, "huge": 0, "twice": 0,
-                     "mallory": 0, "stranger": 0}
+                     "mallory": 0, "stranger": 0, "listed": 0, "numbered": 1}
     assert any("skipped 2" in line and ".ipynb_checkpoints" in line and "(a folder)" in line
                for line in lines)
     reports = {json.loads(p.read_text())["student"]: json.loads(p.read_text())
@@ -608,9 +618,9 @@ def test_a_result_built_to_slow_the_nesting_scan_is_read_at_once():
 @pytest.mark.skipif(not __import__("helper_lib.tools.sandbox", fromlist=["x"]).cpu_shared(),
                     reason="no cpuset or cpu cgroup here (it needs root)")
 def test_a_run_spinning_on_every_core_leaves_its_neighbour_its_share():
-    """Two runs at once (``--jobs 2``), each with the cores of its slot: one spins four
+    """Two runs at once (``--jobs 2``), each in a cpu cgroup of its own: one spins four
     processes, each in a session of its own (which escapes the kernel's per-session fairness),
-    and the other's CPU-bound loop takes about as long as it does alone; without the caps it
+    and the other's CPU-bound loop takes about as long as it does alone; without the cgroups it
     took 2.6 times as long (AMD EPYC, 2 cores)."""
     import subprocess
     import sys

@@ -274,15 +274,16 @@ def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
     memory = DEFAULT_MEMORY_MB if args.memory is None else args.memory
     processes = DEFAULT_PROCESSES if args.processes is None else args.processes
     disk = DEFAULT_DISK_MB if args.disk is None else args.disk
-    if timeout <= 0 or memory < 500 or processes < 64 or disk < 64 or (args.jobs is not None
-                                                                       and args.jobs < 1):
+    output = 1000 if args.output is None else args.output
+    if timeout <= 0 or memory < 500 or processes < 64 or disk < 64 or output < 1 or (
+            args.jobs is not None and args.jobs < 1):
         print("error: --timeout must be > 0, --memory at least 500, --processes at least 64, "
-              "--disk at least 64 and --jobs at least 1", file=sys.stderr)
+              "--disk at least 64, --output at least 1 and --jobs at least 1", file=sys.stderr)
         return 2
     try:
         grade(args.submissions, args.out, timeout=timeout, memory_mb=memory, jobs=args.jobs,
               unprotected=args.unprotected, keep_answers=args.keep_answers,
-              notebooks=args.notebook, processes=processes, disk_mb=disk)
+              notebooks=args.notebook, processes=processes, disk_mb=disk, output_kb=output)
     except GradingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -529,6 +530,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--disk", type=int, default=None, metavar="MB",
                    help="MB of scratch space per submission (default 512; a tmpfs, so it "
                         "takes memory while the submission runs)")
+    p.add_argument("--output", type=int, default=None, metavar="KB",
+                   help="kB of each submission's stdout and stderr that the grader keeps, the "
+                        "last (default 1000); the rest is read and dropped")
     p.add_argument("--unprotected", action="store_true",
                    help="run even where the sandbox's protections are missing (unsafe)")
     p.add_argument("--keep-answers", action="store_true",

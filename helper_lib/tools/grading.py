@@ -367,7 +367,7 @@ def _datasets_stage(root: Path) -> Path | None:
 def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
              pretrained: Path, sandboxed: bool = True, processes: int = DEFAULT_PROCESSES,
              disk_mb: int = DEFAULT_DISK_MB, cpus: Sequence[int] | None = None,
-             datasets: Path | None = None) -> None:
+             datasets: Path | None = None, output_bytes: int = LOG_TAIL_BYTES) -> None:
     """Run one submission (sandboxed: in a scratch tmpfs of ``disk_mb`` MB; else in a scratch
     folder under ``root``), and keep what its run sent back in ``sub.result``."""
     from ..assets.datasets import resolve_data_root
@@ -406,7 +406,7 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
     try:
         with RunCap(processes, cpus) as cap:
             run = run_with_log_tail(launch.cmd, env, timeout + 5, limits(memory_mb, cap),
-                                    cleanup=cap.kill_all, cwd=scratch,
+                                    keep=output_bytes, cleanup=cap.kill_all, cwd=scratch,
                                     pass_fds=(*launch.pass_fds, result_write),
                                     result_fd=result_read, on_start=close_inherited)
     finally:
@@ -666,14 +666,16 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
           log: Callable[[str], None] = print,
           notebooks: Sequence[str] | None = None,
           processes: int = DEFAULT_PROCESSES,
-          disk_mb: int = DEFAULT_DISK_MB) -> list[dict[str, Any]]:
+          disk_mb: int = DEFAULT_DISK_MB,
+          output_kb: int = LOG_TAIL_BYTES // 1000) -> list[dict[str, Any]]:
     """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
 
     ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
     ``out/answers/<student>.json``. ``notebooks`` (``--notebook``) names the course notebooks
     this run grades: a submission of another one gets a row that says so, and no points.
-    ``processes`` caps each run's processes and threads, ``disk_mb`` its scratch folder;
-    ``jobs`` runs at once get equal shares of the cores where the machine has a cpuset or cpu
+    ``processes`` caps each run's processes and threads, ``disk_mb`` its scratch folder,
+    ``output_kb`` how much of its output (the last) the grader keeps;
+    ``jobs`` runs at once get equal shares of the CPU where the machine has a cpu or cpuset
     cgroup (:class:`~helper_lib.tools.sandbox.RunCap`), and without one ``jobs`` defaults to 1.
     Returns the rows of ``grades.csv``.
 
@@ -709,7 +711,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             sub.notebook = None
     if jobs is None:
         jobs = min(len(subs), len(os.sched_getaffinity(0))) if cpu_shared() else 1
-    shields = protections(timeout, memory_mb, processes, disk_mb, jobs)
+    shields = protections(timeout, memory_mb, processes, disk_mb, jobs, output_kb)
     missing = [p for p in shields if not p.active]
     for p in shields:
         log(str(p))
@@ -740,7 +742,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         lib = _library_copy(root, pretrained, sandboxed)
         runnable = [s for s in subs if s.notebook is not None]
         done, slots = 0, queue.SimpleQueue()
-        for slot in range(jobs):  # each run at once has cores of its own (cores_for)
+        for slot in range(jobs):  # the cores of each run at once, where only a cpuset shares them
             slots.put(slot)
 
         def work(sub: Submission) -> None:
@@ -748,7 +750,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             slot = slots.get()
             try:
                 _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed, processes,
-                         disk_mb, cores_for(slot, jobs), datasets)
+                         disk_mb, cores_for(slot, jobs), datasets, output_kb * 1000)
             except Exception as err:  # one submission never costs another its grade
                 sub.problem = f"the run failed: {type(err).__name__}: {err}"[:300]
                 sub.result.setdefault("errors", [])

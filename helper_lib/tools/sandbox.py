@@ -87,7 +87,8 @@ def _drop() -> list[str]:
 
 
 def protections(timeout: float, memory_mb: int, processes: int = DEFAULT_PROCESSES,
-                disk_mb: int = DEFAULT_DISK_MB, jobs: int = 1) -> list[Protection]:
+                disk_mb: int = DEFAULT_DISK_MB, jobs: int = 1,
+                output_kb: int = 1000) -> list[Protection]:
     """What a sandboxed run gets on this machine, protection by protection. The CPU share is
     missing only where ``jobs`` runs share the machine and there is no cpu cgroup."""
     bwrap = _bwrap()
@@ -99,8 +100,10 @@ def protections(timeout: float, memory_mb: int, processes: int = DEFAULT_PROCESS
            "is root: setpriv (util-linux) is missing")
     sandbox_detail = why if not works else ""
     cgroups = cgroup_roots()
-    cpu = (f"{len(cores_for(0, jobs))} of {len(os.sched_getaffinity(0))} cores each, in a "
-           f"{'cpuset' if 'cpuset' in cgroups else 'cpu'} cgroup of its own" if cpu_shared() else
+    cpu = ("an equal share of the CPU beside the other runs, in a cpu cgroup of its own"
+           if "cpu" in cgroups else
+           f"{len(cores_for(0, jobs))} of {len(os.sched_getaffinity(0))} cores each, in a "
+           "cpuset cgroup of its own" if cpu_shared() else
            "alone on the machine (--jobs 1)" if jobs <= 1 else
            f"no cpuset or cpu cgroup here: {jobs} runs at once could starve each other "
            "(use --jobs 1)")
@@ -127,6 +130,8 @@ def protections(timeout: float, memory_mb: int, processes: int = DEFAULT_PROCESS
                    + ("in a pids cgroup of its own" if "pids" in cgroups else
                       "by RLIMIT_NPROC (per user: shared by the submissions running at once)")),
         Protection("CPU share", jobs <= 1 or cpu_shared(), cpu),
+        Protection("output", True, f"the last {output_kb:,} kB of its stdout and stderr kept, "
+                   "the rest dropped; its result read up to 4.2 MB"),
     ]
 
 
@@ -189,20 +194,20 @@ def cores_for(slot: int, jobs: int) -> list[int]:
 
 class RunCap:
     """Caps on one run: at most ``max_processes`` processes and threads, so that a fork bomb
-    ends that run and the machine notices nothing; and with ``cpus`` only those cores, so that
-    a run spinning on every core leaves its neighbours theirs.
+    ends that run and the machine notices nothing; and with ``cpus`` an equal share of the CPU,
+    so that a run spinning on every core leaves its neighbours theirs.
 
     Where the machine has the cgroup controllers (:func:`cgroup_roots`), the run gets a cgroup
-    of its own: ``pids.max``, and ``cpuset.cpus`` (or, without a cpuset controller, a CPU-time
-    quota of ``len(cpus)`` cores: ``cpu.cfs_quota_us`` in v1, ``cpu.max`` in v2); leaving the
-    ``with`` block kills what is left in it and removes it. Unlike an affinity mask, which a
-    process may widen again, a cgroup's limits bind whatever the run does. Without a pids
-    cgroup the run gets ``RLIMIT_NPROC``, which the kernel counts per user: the submissions that
-    run at once as ``nobody`` then share it. Without either CPU controller there is no CPU cap
-    (:attr:`cpu_capped` is false).
+    of its own: ``pids.max``; and a cpu cgroup of the default weight (``cpu.shares`` 1024 in
+    v1, ``cpu.weight`` 100 in v2), so that the scheduler shares the CPU equally between the runs
+    at once, however many processes each starts, and lets one use what another leaves idle;
+    without a cpu controller, a cpuset cgroup confines the run to the cores ``cpus``. Leaving
+    the ``with`` block kills what is left in the cgroups and removes them. Unlike a session's
+    autogroup or an affinity mask, which a process may leave or widen, a cgroup binds whatever
+    the run does. Without a pids cgroup the run gets ``RLIMIT_NPROC``, which the kernel counts
+    per user: the submissions that run at once as ``nobody`` then share it. Without either CPU
+    controller there is no CPU share (:attr:`cpu_capped` is false).
     """
-
-    PERIOD_US = 100_000
 
     def __init__(self, max_processes: int = DEFAULT_PROCESSES,
                  cpus: Sequence[int] | None = None) -> None:
@@ -223,7 +228,7 @@ class RunCap:
         roots = cgroup_roots()
         wanted = ["pids"]
         if self.cpus:
-            wanted.append("cpuset" if "cpuset" in roots else "cpu")
+            wanted.append("cpu" if "cpu" in roots else "cpuset")
         made: dict[Path, Path] = {}  # a v2 root serves every controller with one folder
         for controller in (c for c in wanted if c in roots):
             try:
@@ -244,13 +249,10 @@ class RunCap:
                     ).strip():  # v1 starts a child empty: it must name the memory nodes too
                 (folder / "cpuset.mems").write_text((root / "cpuset.mems").read_text())
             (folder / "cpuset.cpus").write_text(",".join(map(str, self.cpus)))
+        elif (folder / "cpu.weight").exists():
+            (folder / "cpu.weight").write_text("100")
         else:
-            quota = len(self.cpus) * self.PERIOD_US
-            if (folder / "cpu.max").exists():
-                (folder / "cpu.max").write_text(f"{quota} {self.PERIOD_US}")
-            else:
-                (folder / "cpu.cfs_period_us").write_text(str(self.PERIOD_US))
-                (folder / "cpu.cfs_quota_us").write_text(str(quota))
+            (folder / "cpu.shares").write_text("1024")
 
     def join(self) -> None:
         """In the child, before it runs the command: enter the cgroups (or set RLIMIT_NPROC)."""
