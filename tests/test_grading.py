@@ -460,6 +460,8 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     listed["metadata"]["helper_lib"]["notebook"] = ["03_logvar_trick"]
     listed["cells"] = [{"cell_type": "markdown", "id": "n3", "metadata": {}, "source": 3}]
     (subs / "listed" / "03.ipynb").write_text(json.dumps(listed))
+    (subs / "piped").mkdir()
+    os.mkfifo(subs / "piped" / "03.ipynb")  # reading it would wait forever
     numbered = json.loads(hand_in("numbered").read_text())  # a markdown cell's source: 3
     numbered["cells"].insert(0, {"cell_type": "markdown", "id": "n3", "metadata": {}, "source": 3})
     (subs / "numbered" / "03.ipynb").write_text(json.dumps(numbered))
@@ -467,7 +469,7 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     rows = grade([subs], out, unprotected=True, timeout=30, log=lines.append)
     total = {r["student"]: r["total"] for r in rows}
     assert total == {**dict.fromkeys(honest, 1), "deep": 0, "garbage": 0, "huge": 0, "twice": 0,
-                     "mallory": 0, "stranger": 0, "listed": 0, "numbered": 1}
+                     "mallory": 0, "stranger": 0, "listed": 0, "numbered": 1, "piped": 0}
     assert any("skipped 2" in line and ".ipynb_checkpoints" in line and "(a folder)" in line
                for line in lines)
     reports = {json.loads(p.read_text())["student"]: json.loads(p.read_text())
@@ -476,6 +478,7 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     assert all(len(p.name) <= 100 for p in (out / "reports").iterdir())
     assert "2 files for one student" in reports["twice"]["problem"]
     assert "a link, not a file" in reports["mallory"]["problem"]
+    assert "not a regular file" in reports["piped"]["problem"]
     assert "not a notebook of this course" in reports["stranger"]["problem"]
     assert "the answers: nested deeper than 16 levels" in reports["deep"]["problem"]
     assert "the run's report: not valid JSON" in reports["garbage"]["problem"]

@@ -26,6 +26,7 @@ import queue
 import re
 import shutil
 import signal
+import stat
 import subprocess
 import sys
 import tempfile
@@ -252,6 +253,12 @@ def _submission(student: str, files: Sequence[Path]) -> Submission:
                           + "): hand in one notebook; none was graded")
     if path.is_symlink():
         return Submission(student, path, None, "a link, not a file: not followed")
+    try:
+        if not stat.S_ISREG(path.lstat().st_mode):  # a FIFO would hang the reading
+            return Submission(student, path, None, "not a regular file (a FIFO, a device or a "
+                              "socket): not read")
+    except OSError as err:
+        return Submission(student, path, None, f"cannot read the file: {err}"[:300])
     try:
         notebook, problem, nb = _examine(path)
     except GradingError as err:
