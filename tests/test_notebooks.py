@@ -4,6 +4,7 @@ import ast
 import json
 from pathlib import Path
 
+import nbformat
 import pytest
 
 NOTEBOOKS = sorted((Path(__file__).resolve().parent.parent / "notebooks").glob("*.ipynb"))
@@ -91,3 +92,35 @@ def test_no_placeholder_is_left_in_the_text():
     for path in NOTEBOOKS:
         for cell in _cells(path):
             assert not re.search(r"__[A-Z0-9_]+__", "".join(cell["source"])), path.name
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_the_markdown_passes_the_static_accessibility_check(path):
+    """One H1, no skipped heading level, alt text on every image, link texts that make sense
+    read alone (helper_lib.tools.accessibility)."""
+    from helper_lib.tools.accessibility import markdown_problems
+
+    assert markdown_problems(nbformat.read(path, as_version=4)) == []
+
+
+def test_the_static_accessibility_check_finds_each_kind_of_barrier():
+    from helper_lib.tools.accessibility import markdown_problems
+
+    def notebook(*sources):
+        return nbformat.v4.new_notebook(cells=[nbformat.v4.new_markdown_cell(s)
+                                               for s in sources])
+
+    assert markdown_problems(notebook("# Title\n\n## Part\n\n### Detail", "## Next")) == []
+    bad = markdown_problems(notebook(
+        "## Not a title", "# Title\n\n#### Too deep", "# A second title",
+        "![](figure.png) and ![a plot of the loss](loss.png)",
+        "[click here](https://example.org), [https://example.org](https://example.org), "
+        "[the loss derivation](04.html)", "```\n# a comment in code, not a heading\n```"))
+    assert bad == [
+        "cell 1: heading level 4 after level 1 (skips 2): 'Too deep'",
+        "cell 3: an image without alt text (figure.png)",
+        "cell 4: a link whose text says nothing read alone: 'click here'",
+        "cell 4: a link whose text says nothing read alone: 'https://example.org'",
+        "2 level-1 headings (a notebook has exactly one)",
+        "the first heading is level 2, not the notebook's title",
+    ]

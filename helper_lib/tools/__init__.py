@@ -11,4 +11,5 @@
   :mod:`~helper_lib.tools.sandbox`: ``grade``, a class's notebooks run in a bubblewrap sandbox.
 * :mod:`~helper_lib.tools.doctor`, :mod:`~helper_lib.tools.speed`: is this machine ready, and how
   long an epoch takes here.
+* :mod:`~helper_lib.tools.accessibility`: the notebooks' static accessibility check.
 """
