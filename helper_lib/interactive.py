@@ -15,9 +15,13 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.colors import ListedColormap
 from torch import Tensor, nn
 
 from .evaluate import inference
+from .plotting import DIGIT_COLOURS
+
+_DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")  # the classes' colours, as in every plot
 
 try:
     import ipywidgets as widgets
@@ -64,7 +68,7 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
             plt.close(self._map_fig)
             c = torch.as_tensor(codes).cpu().numpy()
             colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
-            ax.scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap="tab10", vmin=-0.5, vmax=9.5,
+            ax.scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap=_DIGITS, vmin=-0.5, vmax=9.5,
                        alpha=0.5, rasterized=True)
             ax.set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$", ylabel="$z_2$")
             ax.set_aspect("equal")
@@ -144,7 +148,7 @@ def _static_picture(model: nn.Module, codes: Tensor | None, labels: Tensor | Non
     if two_d:
         c = torch.as_tensor(codes).cpu().numpy()
         colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
-        axes[0, 0].scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap="tab10", vmin=-0.5,
+        axes[0, 0].scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap=_DIGITS, vmin=-0.5,
                            vmax=9.5, alpha=0.5, rasterized=True)
         axes[0, 0].plot([0], [0], "k*", ms=14, mec="white")
         axes[0, 0].set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$",

@@ -225,3 +225,32 @@ def test_plot_recipes_draws_each_runs_losses_and_learning_rates():
     runs = {"fast": onecycle, "lecture": constant}
     fig = plot_recipes(runs, test_loss={"fast": 40.5}, constant_lr={"lecture": 5e-4})
     check_recipes_figure(fig, runs, {"fast": 40.5}, {"lecture": 5e-4})
+
+
+def test_the_palettes_keep_every_pair_apart_for_colour_blind_readers():
+    """Each pair of the digits' ten colours, and of the series' four, stays at least
+    CVD_THRESHOLD apart in CAM02-UCS under simulated protanopia, deuteranopia and tritanopia;
+    matplotlib's tab10, which the digits used before, does not (the measure can fail)."""
+    from helper_lib.tools.accessibility import CVD_THRESHOLD, cvd_separation
+
+    for palette in (plotting.DIGIT_COLOURS, plotting.SERIES_COLOURS):
+        worst = cvd_separation(palette)
+        assert all(d >= CVD_THRESHOLD for d, _, _ in worst.values()), worst
+    tab10 = cvd_separation([plt.get_cmap("tab10")(i) for i in range(10)])
+    assert round(tab10["protanomaly"][0], 1) == 1.6 and tab10["protanomaly"][1:] == (1, 2)
+    assert round(tab10["deuteranomaly"][0], 1) == 4.3 and tab10["deuteranomaly"][1:] == (6, 9)
+
+
+def test_the_latent_space_tells_the_digits_apart_by_label_as_well_as_colour():
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(30)
+    codes = torch.randn(300, 2, generator=g) * 0.3 + torch.stack(
+        [torch.cos(labels * 0.63), torch.sin(labels * 0.63)], 1) * 3
+    fig = plotting.plot_latent_space(ConvVAE(latent_dim=2), latents=(codes, labels), legend=False)
+    ax = fig.axes[0]
+    colours = [matplotlib.colors.to_hex(c.get_facecolor()[0], keep_alpha=False)
+               for c in ax.collections]
+    assert colours == [c.lower() for c in plotting.DIGIT_COLOURS]
+    texts = {t.get_text(): t for t in ax.texts}
+    assert sorted(texts) == [str(d) for d in range(10)]  # each cluster named on the plot
+    assert all(t.get_color() == "black" for t in texts.values())

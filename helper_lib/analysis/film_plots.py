@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from matplotlib import animation, patheffects
 
+from ..plotting import DIGIT_COLOURS
 from .film import Film
 
 __all__ = ["running_mean", "animate_film", "film_html", "save_gif"]
@@ -75,12 +76,11 @@ def animate_film(film: Film, interval: int = 700, lims: float | None = None,
     fig = plt.figure(figsize=(12.6, 4.6), dpi=dpi)
     gs = fig.add_gridspec(1, 3, width_ratios=[1.0, 1.0, 1.15], wspace=0.28)
     ax_map, ax_dec, ax_kl = (fig.add_subplot(gs[0, i]) for i in range(3))
-    cmap = plt.get_cmap("tab10")
-    colors = cmap(film.labels % 10)
+    colors = [DIGIT_COLOURS[int(label) % 10] for label in film.labels]
     scat = ax_map.scatter(mu[0, :, 0], mu[0, :, 1], s=3, c=colors, alpha=0.6, rasterized=True)
     digits = np.unique(film.labels)
     texts = [ax_map.text(0, 0, str(d), ha="center", va="center", fontsize=11,
-                         fontweight="bold", color=cmap(int(d) % 10),
+                         fontweight="bold", color="black",  # the label, not the colour
                          path_effects=[patheffects.withStroke(linewidth=2.5,
                                                               foreground="white")])
              for d in digits]

@@ -12,13 +12,17 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import patheffects
+from matplotlib.colors import ListedColormap
 from matplotlib.figure import Figure
 from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from ..evaluate import collect_latents, reconstruct
-from ..plotting import finish_figure
+from ..plotting import DIGIT_COLOURS, finish_figure
 from .sample_quality import decode_prior_samples
+
+_DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")
 
 __all__ = ["plot_against_latent_size", "plot_sample_quality", "plot_rate_distortion",
            "plot_model_rows", "plot_latent_pca"]
@@ -203,8 +207,14 @@ def plot_latent_pca(models: dict[str, nn.Module], loader: Any, max_items: int = 
             xy = (centred @ v[:2].T).float() if v.shape[0] > 1 else torch.cat(
                 [centred @ v[:1].T, torch.zeros(len(codes), 1)], 1).float()
             share = (s.square() / s.square().sum())[:2].tolist() + [0.0]
-        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5,
+        scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=_DIGITS, s=3, vmin=-0.5,
                              vmax=9.5)
+        for digit in labels.unique().tolist():  # each class named on the plot, not by colour
+            cx, cy = xy[labels == digit].median(dim=0).values.tolist()
+            if abs(cx) <= limit and abs(cy) <= limit:
+                ax.text(cx, cy, str(digit), ha="center", va="center", fontsize=9,
+                        fontweight="bold", color="black", clip_on=True,
+                        path_effects=[patheffects.withStroke(linewidth=2, foreground="white")])
         total = float(centred.square().sum(1).mean())
         ax.set_title(f"{label}\nvariance of μ {total:.3g}; PCs: {100 * share[0]:.0f} % + "
                      f"{100 * share[1]:.0f} %", fontsize=9)

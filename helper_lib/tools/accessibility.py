@@ -1,18 +1,48 @@
-"""Static accessibility checks of the notebooks' markdown (issue #34, item 6).
+"""Accessibility checks (issue #34): the notebooks' markdown, and the figures' colours.
 
-:func:`markdown_problems` reads a notebook's markdown cells as the site does (mistune, the parser
-nbconvert uses) and lists what a screen reader's user would stumble on: a notebook without
-exactly one level-1 heading, a heading that skips a level (``##`` then ``####``), an image
-without alt text, and a link whose text says nothing read alone ("here", "link", a bare URL).
+:func:`cvd_separation` measures how far apart a palette's colours stay for a reader with a
+colour-vision deficiency. :func:`markdown_problems` reads a notebook's markdown cells as the
+site does (mistune, the parser nbconvert uses) and lists what a screen reader's user would
+stumble on: a notebook without exactly one level-1 heading, a heading that skips a level
+(``##`` then ``####``), an image without alt text, and a link whose text says nothing read
+alone ("here", "link", a bare URL).
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-__all__ = ["VAGUE_LINK_TEXT", "markdown_problems"]
+__all__ = ["CVD_THRESHOLD", "VAGUE_LINK_TEXT", "cvd_separation", "markdown_problems"]
+
+#: How far apart (Euclidean distance in CAM02-UCS, colorspacious's perceptually uniform space)
+#: two categories' colours must stay under every simulated deficiency. Distances of 1.6 and 4.3
+#: are what matplotlib's tab10 gives its worst pairs of digits, which look the same; 10 is what
+#: the course's palettes are held to.
+CVD_THRESHOLD = 10.0
+
+
+def cvd_separation(colours: Sequence[str]) -> dict[str, tuple[float, int, int]]:
+    """For each of ``normal`` vision and full (severity 100) ``protanomaly``, ``deuteranomaly``
+    and ``tritanomaly`` (colorspacious's simulation, Machado et al. 2009): the smallest
+    CAM02-UCS distance between two of ``colours`` (any matplotlib colour), and which two
+    (their indices)."""
+    import itertools
+
+    import numpy as np
+    from colorspacious import cspace_convert
+    from matplotlib.colors import to_rgb
+
+    rgb = np.array([to_rgb(c) for c in colours])
+    out = {}
+    for vision in ("normal", "protanomaly", "deuteranomaly", "tritanomaly"):
+        seen = rgb if vision == "normal" else np.clip(cspace_convert(
+            rgb, {"name": "sRGB1+CVD", "cvd_type": vision, "severity": 100}, "sRGB1"), 0, 1)
+        jab = cspace_convert(seen, "sRGB1", "CAM02-UCS")
+        out[vision] = min((float(np.linalg.norm(jab[i] - jab[j])), i, j)
+                          for i, j in itertools.combinations(range(len(colours)), 2))
+    return out
 
 #: Link texts that say nothing read alone (WCAG 2.4.4, "Link Purpose (In Context)").
 VAGUE_LINK_TEXT = frozenset({"here", "click here", "this", "link", "this link", "more",
