@@ -148,6 +148,10 @@ def film_html(anim: animation.FuncAnimation, default_mode: str = "once") -> str:
     html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
     for css_class, text in _PLAYER_ICONS.items():
         html = html.replace(f'<i class="{css_class}"></i>', text)
+    # A name for each control that a screen reader reads out: the buttons' icons are symbols,
+    # the slider has no label at all.
+    html = re.sub(r'<button (title="([^"]+)")', r'<button \1 aria-label="\2"', html)
+    html = re.sub(r'(<input[^>]*id="_anim_slider\w+")', r'\1 aria-label="frame"', html)
     # Without JavaScript (a static copy of the page, a notebook viewer) the player's <img> stays
     # empty: give it the last frame, which the player replaces as soon as it runs.
     frames = re.findall(r'frames\[\d+\] = "(data:image/[^"]+)"', html)
