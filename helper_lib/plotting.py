@@ -13,6 +13,7 @@ autoencoder) and ``model.decode``, so the same functions work for both models.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Sequence
 
 import matplotlib.pyplot as plt
@@ -48,6 +49,8 @@ __all__ = [
     "plot_code_histograms",
     "DIGIT_COLOURS",
     "SERIES_COLOURS",
+    "MAX_ALT",
+    "describe_figure",
 ]
 
 #: The ten digit classes' colours, digit ``k`` at index ``k``: Paul Tol's "muted" scheme (SRON,
@@ -70,13 +73,83 @@ _YLABELS = {"total": "per image", "reconstruction": "per image (sum over pixels)
             "kl": "nats per image", "mse": "mean over pixels"}
 
 
-def finish_figure(fig: Figure, path: PathLike = None) -> Figure:
+def finish_figure(fig: Figure, path: PathLike = None, alt: str | None = None) -> Figure:
     """Save ``fig`` to ``path`` (if given) and close it, so that a notebook shows it once, as
-    the cell's value. Every figure function of the course ends with it."""
+    the cell's value. Every figure function of the course ends with it.
+
+    The figure also says what it shows: ``alt`` (or, without it, :func:`describe_figure`'s
+    account of the data drawn) becomes its alt text, ``fig.alt_text``, which a notebook keeps
+    with the picture (the output's ``image/png`` metadata ``alt``, and its ``text/plain`` in
+    place of ``<Figure size ...>``) and the course site writes into the ``<img>``'s ``alt``.
+    """
     if path is not None:
         fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)  # shown once, as a cell's value, not again by the inline backend
+    fig.alt_text = _short(alt or describe_figure(fig))
+
+    def mimebundle(include: object = None, exclude: object = None) -> tuple[dict, dict]:
+        # IPython's own formatter draws the PNG; this adds what the picture shows
+        return {"text/plain": fig.alt_text}, {"image/png": {"alt": fig.alt_text}}
+
+    fig._repr_mimebundle_ = mimebundle
     return fig
+
+
+#: The longest alt text (screen readers read it at once; details belong in the caption).
+MAX_ALT = 300
+
+
+def _short(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= MAX_ALT else text[:MAX_ALT - 1].rsplit(" ", 1)[0] + "…"
+
+
+def _plain(label: str) -> str:
+    """A label as words: mathtext's ``$\\mu$`` as ``μ``, ``$z_1$`` as ``z1``."""
+    greek = {"mu": "μ", "sigma": "σ", "beta": "β", "lambda": "λ", "theta": "θ", "phi": "φ"}
+    label = re.sub(r"\\(mu|sigma|beta|lambda|theta|phi)", lambda m: greek[m.group(1)], label)
+    label = re.sub(r"\\[a-zA-Z]+", "", label)
+    return re.sub(r"[${}_^]", "", label).strip()
+
+
+def _num(value: float) -> str:
+    return f"{value:,.3g}" if abs(value) < 1e4 else f"{value:,.0f}"
+
+
+def describe_figure(fig: Figure) -> str:
+    """What ``fig`` shows, read from what is drawn on it, for its alt text: each panel's title,
+    each labelled line's first and last value, how many points a scatter has, the images and
+    bars, in at most :data:`MAX_ALT` characters."""
+    parts = []
+    suptitle = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) else ""
+    for ax in fig.axes:
+        if not ax.get_visible() or ax.get_label() == "<colorbar>" or not (
+                ax.lines or ax.collections or ax.images or ax.patches):
+            continue
+        title = _plain(ax.get_title()) or _plain(ax.get_ylabel()) or "a panel"
+        items = []
+        for line in ax.lines:
+            y = np.asarray(line.get_ydata(), dtype=float)
+            y = y[np.isfinite(y)]
+            label = _plain(str(line.get_label()))
+            if len(y) > 1 and not str(line.get_label()).startswith("_") and np.ptp(y) > 0:
+                items.append(f"{label} from {_num(y[0])} to {_num(y[-1])}")
+        points = sum(len(c.get_offsets()) for c in ax.collections
+                     if type(c).__name__ == "PathCollection")
+        if points > 1:
+            items.append(f"{points:,} points")
+        if any(type(c).__name__ == "QuadContourSet" for c in ax.collections):
+            items.append("a contour map")
+        if ax.images:
+            items.append(f"{len(ax.images)} image" + ("s" if len(ax.images) > 1 else ""))
+        bars = [p for p in ax.patches if type(p).__name__ == "Rectangle"]
+        if len(bars) > 1:
+            items.append(f"{len(bars)} bars")
+        x = _plain(ax.get_xlabel())
+        parts.append(f"{title}" + (f" (against {x})" if x and (ax.lines or points) else "")
+                     + (": " + "; ".join(items) if items else ""))
+    text = ". ".join(p[0].upper() + p[1:] for p in parts if p)
+    return (f"{suptitle}. " if suptitle else "") + (text or "An empty figure")
 
 
 def _new_axes(ax: Axes | None, figsize: tuple[float, float]) -> tuple[Figure, Axes]:
@@ -106,6 +179,7 @@ def plot_training_loss(
     keys = [keys] if isinstance(keys, str) else list(keys or history.names)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), layout="constrained",
                              squeeze=False)
+    trends = []
     per_epoch = history.batches_per_epoch[0] if history.batches_per_epoch else 1
     for ax, key in zip(axes[0], keys, strict=True):
         values = np.asarray(history.batch[key], dtype=float)
@@ -115,6 +189,10 @@ def plot_training_loss(
         avg = _running_average(values, window)
         ax.plot(steps[window - 1:], avg, lw=1.6, color="tab:orange",
                 label=f"running mean ({window} batches)")
+        if len(avg) > 1:
+            way = "falls" if avg[-1] < avg[0] else "rises"
+            trends.append(f"{_TITLES.get(key, key)}: running mean {way} from {_num(avg[0])} "
+                          f"to {_num(avg[-1])}")
         # y-range: the bulk of the per-batch values once the first 10% of training is over,
         # widened to the whole running mean after its first 1% (so that early trends, such as
         # the KL term first falling and then rising, stay visible, but the huge losses of the
@@ -139,7 +217,10 @@ def plot_training_loss(
         top.set_xlabel("epoch")
         rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
         ax.legend(fontsize=8, loc="lower right" if rising else "upper right")
-    return finish_figure(fig, path)
+    epochs = len(history.batches_per_epoch)
+    return finish_figure(fig, path, alt=f"Training loss per batch over {epochs} epoch"
+                         f"{'s' if epochs != 1 else ''} ({sum(history.batches_per_epoch):,} "
+                         f"batches): " + "; ".join(trends))
 
 
 def plot_recipes(
@@ -299,7 +380,11 @@ def plot_latent_space(
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or f"latent space ({type(model).__name__})")
-    return finish_figure(fig, path)
+    centres = ", ".join(f"{d} ({c[0]:.1f}, {c[1]:.1f})" for d, c in (
+        (d, codes[labels == d].median(dim=0).values.tolist()) for d in labels.unique().tolist()))
+    return finish_figure(fig, path, alt=(
+        f"{_plain(ax.get_title())[0].upper()}{_plain(ax.get_title())[1:]}: {len(codes):,} images "
+        f"at their 2-D codes, coloured and labelled by digit; the digits' medians: {centres}"))
 
 
 def plot_decoded_points(

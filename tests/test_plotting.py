@@ -254,3 +254,39 @@ def test_the_latent_space_tells_the_digits_apart_by_label_as_well_as_colour():
     texts = {t.get_text(): t for t in ax.texts}
     assert sorted(texts) == [str(d) for d in range(10)]  # each cluster named on the plot
     assert all(t.get_color() == "black" for t in texts.values())
+
+
+def _running_mean_ends(values, window):
+    import numpy as np
+
+    avg = np.convolve(values, np.ones(window) / window, mode="valid")
+    return avg[0], avg[-1]
+
+
+def test_every_figure_says_what_it_shows_from_the_data_drawn(history):
+    """The alt text (fig.alt_text, and the notebook output's image/png metadata "alt") is
+    written from the data: the training loss's running means, computed here independently;
+    and for any figure, no placeholder, no figure repr, at most MAX_ALT characters."""
+    from IPython.core.interactiveshell import InteractiveShell
+    from IPython.core.pylabtools import select_figure_formats
+
+    fig = plotting.plot_training_loss(history, keys=["total", "kl"])
+    t0, t1 = _running_mean_ends(history.batch["total"], 60)
+    k0, k1 = _running_mean_ends(history.batch["kl"], 60)
+    assert fig.alt_text == (f"Training loss per batch over 3 epochs (300 batches): combined "
+                            f"loss: running mean falls from {t0:.3g} to {t1:.3g}; KL "
+                            f"divergence: running mean rises from {k0:.3g} to {k1:.3g}")
+    g = torch.Generator().manual_seed(0)
+    labels = torch.arange(10).repeat_interleave(20)
+    codes = torch.randn(200, 2, generator=g) + labels[:, None].float()
+    latent = plotting.plot_latent_space(ConvVAE(latent_dim=2), latents=(codes, labels))
+    assert "200 images" in latent.alt_text and "9 (9." in latent.alt_text
+    for figure in (fig, latent, plotting.plot_kl_surface(), plotting.plot_bce_vs_mse()):
+        alt = figure.alt_text
+        assert 20 < len(alt) <= plotting.MAX_ALT and not alt.startswith(("<Figure", "No desc"))
+        assert any(ch.isdigit() for ch in alt), alt
+    shell = InteractiveShell.instance()  # as a notebook shows it: PNG, with the alt beside it
+    select_figure_formats(shell, {"png"})
+    data, metadata = shell.display_formatter.format(fig)
+    assert data["image/png"].startswith("iVBOR") and data["text/plain"] == fig.alt_text
+    assert metadata == {"image/png": {"alt": fig.alt_text}}

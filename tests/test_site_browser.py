@@ -96,9 +96,13 @@ def _check_page(browser, path: Path, shots: Path, expect_math: bool, expect_imag
     assert leaving == [], f"{path.name} requested {leaving}"
     images = page.evaluate(
         "Array.from(document.images).map(i => ({src: i.src.slice(0, 80), done: i.complete,"
-        " w: i.naturalWidth, h: i.naturalHeight}))")
+        " w: i.naturalWidth, h: i.naturalHeight, alt: i.getAttribute('alt')}))")
     broken = [i for i in images if not (i["done"] and i["w"] > 0 and i["h"] > 0)]
     assert broken == [], f"{path.name}: images that did not load: {broken}"
+    # every figure says what it shows: alt text, neither nbconvert's placeholder nor a repr
+    mute = [i["alt"] for i in images if not i["alt"] or len(i["alt"]) > 320 or i["alt"].startswith(
+        ("No description has been provided", "<Figure", "<matplotlib"))]
+    assert mute == [], f"{path.name}: images without a description: {mute}"
     if expect_images:
         assert len(images) >= 3, f"{path.name}: only {len(images)} images"
     # The prose (markdown) as the reader sees it: no TeX source may be left in it.

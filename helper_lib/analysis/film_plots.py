@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import os
 import re
+from html import escape
 from pathlib import Path
 
 import matplotlib.pyplot as plt
@@ -125,6 +126,13 @@ def animate_film(film: Film, interval: int = 700, lims: float | None = None,
     anim = animation.FuncAnimation(fig, draw, frames=len(film.steps), interval=interval,
                                    blit=False, repeat=True)
     plt.close(fig)
+    spread = [float(np.sqrt(np.mean(np.sum(m ** 2, axis=1)))) for m in (mu[0], mu[-1])]
+    last = _step_label(int(film.steps[-1]), film.batches_per_epoch)
+    anim.alt_text = (  # what the player's picture (the last frame) shows, for film_html
+        f"The last of {len(film.steps)} snapshots, {last}: "
+        f"the means of {mu.shape[1]:,} test images, labelled by digit, spread from "
+        f"{spread[0]:.2f} to {spread[1]:.2f} (root mean square distance from 0) since step "
+        f"{int(film.steps[0]):,}; the KL term ends at {kl[-1]:.2f} nats per image")
     return anim
 
 
@@ -137,13 +145,17 @@ _PLAYER_ICONS = {
 }
 
 
-def film_html(anim: animation.FuncAnimation, default_mode: str = "once") -> str:
+def film_html(anim: animation.FuncAnimation, default_mode: str = "once",
+              alt: str | None = None) -> str:
     """``anim`` as a self-contained HTML/JS player (``anim.to_jshtml``), with nothing fetched
     from the network: matplotlib's player links Font Awesome from a CDN for its button icons,
     which is dropped here and the icons replaced by plain characters. The player's picture holds
     the last frame before any script runs, so a copy without JavaScript still shows the result.
     Show it in a notebook with
-    ``IPython.display.HTML(film_html(anim))``; it plays in JupyterLab and in static HTML pages."""
+    ``IPython.display.HTML(film_html(anim))``; it plays in JupyterLab and in static HTML pages.
+    ``alt`` is the picture's alt text (default: what :func:`animate_film` wrote of the last
+    frame, ``anim.alt_text``)."""
+    alt = alt or getattr(anim, "alt_text", "the last frame of the animation")
     html = anim.to_jshtml(default_mode=default_mode)
     html = re.sub(r"<link[^>]*font-awesome[^>]*>", "", html)
     for css_class, text in _PLAYER_ICONS.items():
@@ -157,7 +169,7 @@ def film_html(anim: animation.FuncAnimation, default_mode: str = "once") -> str:
     frames = re.findall(r'frames\[\d+\] = "(data:image/[^"]+)"', html)
     if frames:
         html = re.sub(r'<img id="(_anim_img\w+)">',
-                      lambda m: f'<img id="{m.group(1)}" src="{frames[-1]}" alt="the last frame">',
+                      lambda m: f'<img id="{m.group(1)}" src="{frames[-1]}" alt="{escape(alt)}">',
                       html, count=1)
     if "fa fa-" in html or "://" in re.sub(r"data:[^\"']*", "", html):
         raise RuntimeError("matplotlib's animation player changed: it still refers to Font "
