@@ -11,10 +11,80 @@ alone ("here", "link", a bare URL).
 from __future__ import annotations
 
 import re
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any
 
-__all__ = ["CVD_THRESHOLD", "VAGUE_LINK_TEXT", "cvd_separation", "markdown_problems"]
+from ..assets.project import REPO_ROOT
+
+__all__ = ["AXE_JS", "AXE_RUN", "CVD_THRESHOLD", "SHOW_ALL_SLIDES", "VAGUE_LINK_TEXT", "WCAG_AA",
+           "AuditError", "audit_site", "cvd_separation", "markdown_problems"]
+
+#: axe-core, installed from npm by ``npm ci --prefix .ci/axe`` (in a clone).
+AXE_JS = REPO_ROOT / ".ci" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
+#: axe-core's rule tags for WCAG 2.0 and 2.1, levels A and AA.
+WCAG_AA = ("wcag2a", "wcag2aa", "wcag21a", "wcag21aa")
+#: Runs axe-core on the open page with the rule tags passed in; returns its violations.
+AXE_RUN = ("async (tags) => { const r = await axe.run(document, {runOnly: {type: 'tag', "
+            "values: tags}, resultTypes: ['violations']}); return r.violations.map(v => "
+            "({id: v.id, nodes: v.nodes.length, first: v.nodes[0].target.join(' '), "
+            "help: v.help})); }")
+
+#: In reveal.js's print layout every slide is on view, but those not current keep the
+#: presenter's marks (``hidden``, ``aria-hidden``), which axe would read as hidden content
+#: that can take the focus: they go before an audit.
+SHOW_ALL_SLIDES = ("document.querySelectorAll('.reveal section').forEach(s => {"
+                   " s.removeAttribute('hidden'); s.removeAttribute('aria-hidden'); })")
+
+
+class AuditError(Exception):
+    """The audit cannot run here: no Chromium, no Playwright or no axe-core."""
+
+
+def audit_site(site: Path, axe: Path = AXE_JS,
+               log: Callable[[str], None] = print) -> dict[str, list[dict[str, Any]]]:
+    """Audit every page and slide deck of a built site (``python -m helper_lib book``) with
+    axe-core in Chromium, for WCAG 2.0/2.1 A and AA: ``{file: [violation, ...]}``, each an
+    ``{id, nodes, first, help}``; an empty list for a file that passes. A deck is audited in
+    reveal.js's print layout (``?print-pdf``: every slide laid out, fragments shown).
+
+    Raises:
+        AuditError: Chromium, Playwright or axe-core is missing (with how to install it).
+    """
+    import shutil
+
+    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        raise AuditError("playwright is missing: pip install -r requirements.txt") from None
+    if chromium is None:
+        raise AuditError("no chromium on this machine (Debian: apt-get install -y chromium)")
+    if not axe.is_file():
+        raise AuditError(f"axe-core is missing ({axe}): npm ci --prefix .ci/axe")
+    files = sorted(site.glob("*.html"))
+    found: dict[str, list[dict[str, Any]]] = {}
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                    args=["--no-sandbox", "--disable-gpu",
+                                          "--disable-background-networking"])
+        for path in files:
+            deck = path.name.endswith(".slides.html")
+            page = browser.new_page(viewport={"width": 1280, "height": 900})
+            page.goto(path.as_uri() + ("?print-pdf" if deck else ""), wait_until="load")
+            page.wait_for_function("document.readyState === 'complete' && (!window.MathJax "
+                                   "|| (MathJax.Hub.queue.pending === 0 && "
+                                   "MathJax.Hub.queue.running === 0))", timeout=120_000)
+            page.wait_for_timeout(500)
+            if deck:
+                page.evaluate(SHOW_ALL_SLIDES)
+            page.add_script_tag(path=str(axe))
+            found[path.name] = page.evaluate(AXE_RUN, list(WCAG_AA))
+            log(f"{path.name}: " + (", ".join(f"{v['id']} ({v['nodes']})"
+                                             for v in found[path.name]) or "no violation"))
+            page.close()
+        browser.close()
+    return found
 
 #: How far apart (Euclidean distance in CAM02-UCS, colorspacious's perceptually uniform space)
 #: two categories' colours must stay under every simulated deficiency. Distances of 1.6 and 4.3

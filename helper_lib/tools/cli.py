@@ -494,6 +494,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-execute", action="store_true",
                    help="convert the notebooks as they are, without running them")
     p.add_argument("--timeout", type=int, default=600, help="seconds one cell may run")
+    p.add_argument("--audit", action="store_true",
+                   help="then audit every page and slide deck with axe-core in Chromium for "
+                        "WCAG 2.1 AA (docs/accessibility.md); exit 1 on a violation")
     p.add_argument("--allow-unbacked-numbers", action="store_true",
                    help="build even if a number in the prose is printed by no output (full mode "
                    "only checks it)")
@@ -598,6 +601,18 @@ def cmd_book(args: argparse.Namespace, argv: Sequence[str]) -> int:
     print(f"wrote {report.out}/index.html: {len(report.pages)} pages, {len(report.slides)} slide "
           f"decks, {len(report.handouts)} handouts ({'smoke' if report.smoke else 'full'} mode) "
           f"in {time.perf_counter() - t0:.0f} s")
+    if args.audit:
+        from .accessibility import AuditError, audit_site
+
+        try:
+            found = audit_site(Path(report.out))
+        except AuditError as err:
+            print(f"error: cannot audit the site: {err}", file=sys.stderr)
+            return 2
+        failing = {name: v for name, v in found.items() if v}
+        print(f"audited {len(found)} files with axe-core for WCAG 2.1 AA: "
+              + (f"{len(failing)} with violations" if failing else "no violation"))
+        return 1 if failing else 0
     return 0
 
 
