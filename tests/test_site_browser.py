@@ -267,10 +267,9 @@ def test_a_slide_deck_in_a_browser(browser, site, tmp_path):
 
 
 
-def test_the_site_audit_command_reports_each_file(tmp_path):
+def test_the_site_audit_command_reports_each_file(browser, tmp_path):
     """``book --audit``'s audit (tools.accessibility.audit_site) on two small pages: the
     clean one passes, the one with faint text and an unlabelled field fails with both."""
-    _browser_or_skip()
     if not AXE.is_file():
         if os.environ.get("VAE_REQUIRE_BROWSER") == "1":
             pytest.fail("VAE_REQUIRE_BROWSER=1 but axe-core is not installed")
@@ -281,6 +280,6 @@ def test_the_site_audit_command_reports_each_file(tmp_path):
     (tmp_path / "clean.html").write_text(head + "<h1>Clean</h1><p>Plain text.</p></main>")
     (tmp_path / "faint.html").write_text(head + "<h1>Faint</h1><p style='color:#bbb'>faint"
                                          "</p><input type='range'></main>")
-    found = audit_site(tmp_path, log=lambda line: None)
+    found = audit_site(tmp_path, log=lambda line: None, browser=browser)
     assert found["clean.html"] == []
     assert sorted(v["id"] for v in found["faint.html"]) == ["color-contrast", "label"]

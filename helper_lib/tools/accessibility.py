@@ -41,34 +41,40 @@ class AuditError(Exception):
     """The audit cannot run here: no Chromium, no Playwright or no axe-core."""
 
 
-def audit_site(site: Path, axe: Path = AXE_JS,
-               log: Callable[[str], None] = print) -> dict[str, list[dict[str, Any]]]:
+def audit_site(site: Path, axe: Path = AXE_JS, log: Callable[[str], None] = print,
+               browser: Any = None) -> dict[str, list[dict[str, Any]]]:
     """Audit every page and slide deck of a built site (``python -m helper_lib book``) with
     axe-core in Chromium, for WCAG 2.0/2.1 A and AA: ``{file: [violation, ...]}``, each an
     ``{id, nodes, first, help}``; an empty list for a file that passes. A deck is audited in
-    reveal.js's print layout (``?print-pdf``: every slide laid out, fragments shown).
+    reveal.js's print layout (``?print-pdf``: every slide laid out, fragments shown). Pass a
+    Playwright ``browser`` that is already running to use it (else Chromium is started).
 
     Raises:
         AuditError: Chromium, Playwright or axe-core is missing (with how to install it).
     """
     import shutil
+    from contextlib import ExitStack
 
-    chromium = shutil.which("chromium") or shutil.which("chromium-browser")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        raise AuditError("playwright is missing: pip install -r requirements.txt") from None
-    if chromium is None:
-        raise AuditError("no chromium on this machine (Debian: apt-get install -y chromium)")
     if not axe.is_file():
         raise AuditError(f"axe-core is missing ({axe}): npm ci --prefix .ci/axe")
-    files = sorted(site.glob("*.html"))
     found: dict[str, list[dict[str, Any]]] = {}
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                    args=["--no-sandbox", "--disable-gpu",
-                                          "--disable-background-networking"])
-        for path in files:
+    with ExitStack() as stack:
+        if browser is None:
+            chromium = shutil.which("chromium") or shutil.which("chromium-browser")
+            try:
+                from playwright.sync_api import sync_playwright
+            except ImportError:
+                raise AuditError("playwright is missing: pip install -r requirements.txt") \
+                    from None
+            if chromium is None:
+                raise AuditError("no chromium on this machine (Debian: apt-get install -y "
+                                 "chromium)")
+            p = stack.enter_context(sync_playwright())
+            browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                        args=["--no-sandbox", "--disable-gpu",
+                                              "--disable-background-networking"])
+            stack.callback(browser.close)
+        for path in sorted(site.glob("*.html")):
             deck = path.name.endswith(".slides.html")
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(path.as_uri() + ("?print-pdf" if deck else ""), wait_until="load")
@@ -83,7 +89,6 @@ def audit_site(site: Path, axe: Path = AXE_JS,
             log(f"{path.name}: " + (", ".join(f"{v['id']} ({v['nodes']})"
                                              for v in found[path.name]) or "no violation"))
             page.close()
-        browser.close()
     return found
 
 #: How far apart (Euclidean distance in CAM02-UCS, colorspacious's perceptually uniform space)
