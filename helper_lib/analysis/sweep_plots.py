@@ -19,7 +19,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from ..evaluate import collect_latents, reconstruct
-from ..plotting import DIGIT_COLOURS, finish_figure
+from ..plotting import DIGIT_COLOURS, SERIES_COLOURS, finish_figure
 from .sample_quality import decode_prior_samples
 
 _DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")
@@ -39,7 +39,8 @@ def _errorbar(ax: Any, x: list[float], reports: list[Report], path: tuple[str, .
 
     y = [get(r, path) for r in reports]
     err = [get(r, se) for r in reports] if se else None
-    ax.errorbar(x, y, yerr=err, marker="o", capsize=3, **kw)
+    kw.setdefault("marker", "o")
+    ax.errorbar(x, y, yerr=err, capsize=3, **kw)
 
 
 def plot_against_latent_size(vae: dict[int, Report], ae: dict[int, Report]) -> Figure:
@@ -49,9 +50,11 @@ def plot_against_latent_size(vae: dict[int, Report], ae: dict[int, Report]) -> F
     dv, da = sorted(vae), sorted(ae)
     rv, ra = [vae[d] for d in dv], [ae[d] for d in da]
     _errorbar(axes[0], dv, rv, ("reconstruction_at_mean", "mean"),
-              ("reconstruction_at_mean", "se"), label="VAE (decoded μ)")
+              ("reconstruction_at_mean", "se"), label="VAE (decoded μ)",
+              color=SERIES_COLOURS[0])
     _errorbar(axes[0], da, ra, ("reconstruction_at_mean", "mean"),
-              ("reconstruction_at_mean", "se"), label="autoencoder", color="C3")
+              ("reconstruction_at_mean", "se"), label="autoencoder", color=SERIES_COLOURS[1],
+              marker="s")  # told apart by shape as well as colour
     axes[0].set_title("reconstruction error")
     axes[0].set_ylabel("squared error per image (sum of 784 pixels)")
     axes[0].legend(fontsize=8)
@@ -87,8 +90,8 @@ def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
     for i, (label, by_d) in enumerate(rows.items()):
         ds = sorted(by_d)
         for ax, (key, _) in zip(axes, keys, strict=True):
-            ax.plot(ds, [by_d[d][key] for d in ds], "o-", color=f"C{[0, 3, 2, 1][i % 4]}",
-                    label=label)
+            ax.plot(ds, [by_d[d][key] for d in ds], "-", marker="os^D"[i % 4],
+                    color=SERIES_COLOURS[i % 4], label=label)  # shape as well as colour
     for ax, (_key, title) in zip(axes, keys, strict=True):
         ax.set_xscale("log", base=2)
         ds = sorted({d for by_d in rows.values() for d in by_d})
