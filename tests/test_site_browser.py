@@ -159,6 +159,13 @@ def _check_page(browser, path: Path, shots: Path, expect_math: bool, expect_imag
         if body.count():
             assert not body.first.is_visible(), f"{path.name}: solution {i} is showing"
     if expect_math:  # every formula has an assistive MathML copy for a screen reader
+        try:  # MathJax adds the copies after typesetting: a slow machine needs a moment
+            page.wait_for_function(
+                "document.querySelectorAll('script[type^=\"math/tex\"]').length === "
+                "document.querySelectorAll('.MathJax .MJX_Assistive_MathML').length",
+                timeout=20_000)
+        except Exception:  # playwright's TimeoutError: the assertion below says how many
+            pass
         formulas = page.evaluate("document.querySelectorAll('script[type^=\"math/tex\"]')"
                                  ".length")
         spoken = page.evaluate("document.querySelectorAll('.MathJax .MJX_Assistive_MathML')"
