@@ -147,6 +147,8 @@ def _check_page(browser, path: Path, shots: Path, expect_math: bool, expect_imag
         ".map(e => e.innerText).join('\\n')")
     for raw in ("$$", "\\frac", "\\mathcal", "\\mid"):
         assert raw not in prose, f"{path.name}: raw TeX {raw!r} left in the text"
+    failed = page.locator(".MathJax_Error").count()  # "[Math Processing Error]" in the text
+    assert failed == 0, f"{path.name}: MathJax failed on {failed} formulas"
     typeset = page.locator(".MathJax, .MathJax_Display, .MathJax_SVG").count()
     if expect_math:
         assert typeset >= 5, f"{path.name}: MathJax typeset only {typeset} formulas"
