@@ -12,6 +12,7 @@ Where the files are, and how they are downloaded and verified when they are miss
 from __future__ import annotations
 
 import os
+from typing import TYPE_CHECKING
 
 import torch
 from torch import Tensor
@@ -24,10 +25,12 @@ from torch.utils.data import (
     Subset,
     TensorDataset,
 )
-from torchvision import datasets
 
 from .assets.datasets import load_split
 from .utils import SettingsError, check_whole_number
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
 
 __all__ = ["get_dataloaders", "BINARIZED_TEST_SEED", "DynamicallyBinarized", "shuffle_generator"]
 
@@ -116,7 +119,7 @@ def get_dataloaders(
     return train_loader, valid_loader, test_loader
 
 
-def _as_tensor_dataset(ds: datasets.MNIST) -> TensorDataset:
+def _as_tensor_dataset(ds: MNIST) -> TensorDataset:
     """The whole split in memory: images ``[N, 1, 28, 28]`` float32 in [0, 1], labels ``[N]``."""
     images = ds.data.unsqueeze(1).to(torch.float32).div_(255.0)  # identical to ToTensor
     return TensorDataset(images, ds.targets.clone())

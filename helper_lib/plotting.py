@@ -25,7 +25,6 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import EngFormatter, MaxNLocator
 from torch import Tensor, nn
 from torch.utils.data import DataLoader
-from torchvision.utils import make_grid
 
 from .evaluate import collect_latents, inference, quantile_grid, reconstruct
 from .history import History
@@ -294,6 +293,8 @@ def _images_figure(images: Tensor, nrow: int, title: str | None = None,
 
 def _draw_images(ax: Axes, images: Tensor, nrow: int) -> None:
     """``[N, 1, 28, 28]`` images in [0, 1] as one ``make_grid`` grid on ``ax``, no axes."""
+    from torchvision.utils import make_grid  # imported here: torchvision takes 1.5 s to import
+
     # ink is dark on white ("binary" maps 1 to black), so pad with 0 for white gaps
     grid = make_grid(images.detach().float().cpu().clamp(0, 1), nrow=nrow, padding=2,
                      pad_value=0.0)

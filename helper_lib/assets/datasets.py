@@ -20,13 +20,14 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-
-from torchvision import datasets, transforms
-from torchvision.datasets.mnist import read_image_file, read_label_file
+from typing import TYPE_CHECKING
 
 from ..utils import SettingsError
 from .downloads import DownloadError, cache_dir, check_base_url, fetch
 from .project import CLONE_ROOT, REPO_ROOT
+
+if TYPE_CHECKING:
+    from torchvision.datasets import MNIST
 
 __all__ = ["DATA_ENV_VAR", "DATA_URL_ENV_VAR", "RAW_FILES", "RAW_SHA256", "DatasetNotFoundError",
            "DatasetCorruptError", "resolve_data_root", "dataset_folder", "data_mirrors",
@@ -45,10 +46,13 @@ DATA_URL_ENV_VAR = "VAE_DATA_URL"
 IN_CLONE = CLONE_ROOT is not None
 
 
-_DATASETS: dict[str, type[datasets.MNIST]] = {
-    "mnist": datasets.MNIST,
-    "binarized-mnist": datasets.MNIST,  # MNIST's files, binarized in get_dataloaders
-    "fashion-mnist": datasets.FashionMNIST,
+#: torchvision's dataset class for each name, which is also the data folder's name. torchvision is
+#: imported only when a split is read: importing it takes 1.5 s (its ops import torch._dynamo),
+#: which ``import helper_lib`` (every kernel, every command) should not pay.
+_DATASETS: dict[str, str] = {
+    "mnist": "MNIST",
+    "binarized-mnist": "MNIST",  # MNIST's files, binarized in get_dataloaders
+    "fashion-mnist": "FashionMNIST",
 }
 
 
@@ -90,6 +94,8 @@ def _corrupt_file(raw: Path, train: bool) -> tuple[Path, str] | None:
     prefix = "train" if train else "t10k"
     images = raw / f"{prefix}-images-idx3-ubyte"
     labels = raw / f"{prefix}-labels-idx1-ubyte"
+    from torchvision.datasets.mnist import read_image_file, read_label_file
+
     counts = []
     for path, reader, ndim in ((images, read_image_file, 3), (labels, read_label_file, 1)):
         try:
@@ -117,7 +123,7 @@ def resolve_data_root(root: str | os.PathLike | None = None) -> Path:
             return (REPO_ROOT / path).resolve()  # e.g. ../shared/data seen from notebooks/
         return path.resolve()
     clone = REPO_ROOT / "data"
-    if IN_CLONE and any((clone / cls.__name__ / "raw").is_dir() for cls in _DATASETS.values()):
+    if IN_CLONE and any((clone / name / "raw").is_dir() for name in _DATASETS.values()):
         return clone  # a clone that already holds the files (where torchvision used to put them)
     return cache_dir() / "data"
 
@@ -154,13 +160,16 @@ def fetch_raw_files(dataset: str, root: str | os.PathLike | None = None) -> Path
     return raw
 
 
-def _dataset_class(dataset: str) -> type[datasets.MNIST]:
+def _dataset_class(dataset: str) -> type[MNIST]:
     try:
-        return _DATASETS[dataset.lower()]
+        name = _DATASETS[dataset.lower()]
     except KeyError:
         raise SettingsError(
             f"unknown dataset {dataset!r}; choose one of {sorted(_DATASETS)}"
         ) from None
+    from torchvision import datasets
+
+    return getattr(datasets, name)
 
 
 def _missing_data_message(folder: Path, cause: str) -> str:
@@ -180,7 +189,7 @@ def load_split(
     train: bool = True,
     root: str | os.PathLike | None = None,
     download: bool = True,
-) -> datasets.MNIST:
+) -> MNIST:
     """One split as a torchvision dataset with ``ToTensor``; clear error if the files are missing.
 
     Raises:
@@ -199,6 +208,8 @@ def load_split(
         except DownloadError as err:
             fetch_error = str(err)
     try:
+        from torchvision import transforms
+
         return cls(str(data_root), train=train, download=False, transform=transforms.ToTensor())
     except (RuntimeError, OSError, ValueError, AssertionError) as err:
         # Files present but unreadable: name the bad file instead of a parser traceback.
