@@ -288,7 +288,7 @@ def test_another_version_is_noted_in_the_report_and_once_on_the_console(tmp_path
     monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
     monkeypatch.setattr(grading, "_inputs", lambda notebooks: tmp_path)
     monkeypatch.setattr(grading, "_library_copy", lambda root, *args: root)
-    monkeypatch.setattr(grading, "_run_one", lambda sub, *args: sub.result.update(
+    monkeypatch.setattr(grading, "_run_one", lambda sub, *args, **kwargs: sub.result.update(
         answers={"03.1": right}, errors=[]))
     versions = {"ann": VERSION, "bo": "0.1.0", "cy": ..., "dee": ["0.1.0"]}
     for student, version in versions.items():
@@ -490,6 +490,32 @@ def test_hostile_files_and_names_cost_only_their_own_row(tmp_path, monkeypatch):
     assert {"'=HYPERLINK(\"evil.example\",\"appeal\")", "'+1", "'@SUM(A1)"} <= set(students)
     assert "$x^2$" in students and "n" * 255 in students
     assert (out / "scores.png").stat().st_size > 10_000
+
+
+def test_the_scores_figure_marks_every_cell_and_keeps_its_text_readable(tmp_path, monkeypatch):
+    """Colour is not the only carrier (a mark in each cell), no text under 9 pt however large
+    the class, and a class without a course notebook draws without a warning."""
+    import warnings
+
+    from matplotlib.figure import Figure
+    from matplotlib.text import Text
+
+    from helper_lib.tools import grading
+
+    drawn, save = [], Figure.savefig
+    monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig),
+                                                                 save(fig, *a, **k)))
+    rows = [{"student": f"s{i}", "03.1": i % 2, "03.2": "" if i == 3 else 1, "total": 0}
+            for i in range(40)]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        grading._figure(rows, ["03.1", "03.2"], tmp_path / "scores.png")
+        grading._figure([{"student": "x", "total": 0}], [], tmp_path / "none.png")
+    texts = [t for t in drawn[0].findobj(Text) if t.get_text().strip() and t.get_visible()]
+    assert min(t.get_fontsize() for t in texts) >= 9
+    marks = [t.get_text() for t in drawn[0].axes[1].texts]
+    assert (marks.count("\u2713"), marks.count("\u2717"), marks.count("\u2013")) == (59, 20, 1)
+    assert [t.get_text() for t in drawn[0].axes[0].texts] == ["50%", "100%"]
 
 
 def test_a_class_of_one_is_named_after_its_folder(tmp_path):

@@ -51,6 +51,7 @@ from .sandbox import (
     SandboxCommand,
     cores_for,
     cpu_shared,
+    hidden_files,
     limits,
     protections,
     sandbox_command,
@@ -322,11 +323,14 @@ def _library_copy(root: Path, pretrained: Path, sandboxed: bool = True) -> Path:
     return lib
 
 
-def _matplotlib_cache() -> str:
+def _shared_files() -> dict[str, bytes]:
+    """What every run's scratch folder starts with besides the submission: matplotlib's font
+    list (``.mpl/fontlist-*.json``), which a run would otherwise spend seconds building."""
     import matplotlib
     from matplotlib import font_manager  # noqa: F401 - builds the font list if it is missing
 
-    return matplotlib.get_cachedir()
+    return {f".mpl/{font_list.name}": font_list.read_bytes()
+            for font_list in Path(matplotlib.get_cachedir()).glob("fontlist-*.json")}
 
 
 def _inputs(notebooks: set[str | None]) -> Path:
@@ -374,16 +378,20 @@ def _datasets_stage(root: Path) -> Path | None:
 def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: int,
              pretrained: Path, sandboxed: bool = True, processes: int = DEFAULT_PROCESSES,
              disk_mb: int = DEFAULT_DISK_MB, cpus: Sequence[int] | None = None,
-             datasets: Path | None = None, output_bytes: int = LOG_TAIL_BYTES) -> None:
+             datasets: Path | None = None, output_bytes: int = LOG_TAIL_BYTES,
+             shared: Mapping[str, bytes] | None = None,
+             hidden: Sequence[str] | None = None) -> None:
     """Run one submission (sandboxed: in a scratch tmpfs of ``disk_mb`` MB; else in a scratch
-    folder under ``root``), and keep what its run sent back in ``sub.result``."""
+    folder under ``root``), and keep what its run sent back in ``sub.result``. ``shared`` and
+    ``hidden`` are the same for every run of a class (:func:`grade` reads them once): the files
+    each scratch folder starts with besides the submission (:func:`_shared_files`), and the
+    files the sandbox shows empty (:func:`~helper_lib.tools.sandbox.hidden_files`)."""
     from ..assets.datasets import resolve_data_root
 
     if sub.path.is_symlink():  # checked when it was collected; the file may have changed since
         raise GradingError("a link, not a file")
-    files = {"submission.ipynb": sub.path.read_bytes()}
-    for font_list in Path(_matplotlib_cache()).glob("fontlist-*.json"):  # saves seconds a run
-        files[f".mpl/{font_list.name}"] = font_list.read_bytes()
+    files = {"submission.ipynb": sub.path.read_bytes(),
+             **(_shared_files() if shared is None else shared)}
     scratch = None
     if not sandboxed:
         scratch = Path(tempfile.mkdtemp(dir=root, prefix="run-"))
@@ -401,8 +409,8 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
            "VAE_SMOKE": "0", "VAE_DATA_DIR": data_at, "VAE_CACHE_DIR": f"{work}/cache",
            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
-    launch = (sandbox_command(argv, files, lib, datasets, pretrained, disk_mb) if sandboxed
-              else SandboxCommand(argv, ()))
+    launch = (sandbox_command(argv, files, lib, datasets, pretrained, disk_mb, hidden)
+              if sandboxed else SandboxCommand(argv, ()))
     inherited = [*launch.pass_fds, result_write]
 
     def close_inherited() -> None:  # once each: another thread may reuse a closed number
@@ -616,34 +624,63 @@ def _score(sub: Submission) -> dict[str, Any]:
     return rows
 
 
+#: The grid's marks, each with its own colour (Okabe-Ito, told apart under colour-vision
+#: deficiency) and its own symbol, so that colour is never the only carrier.
+_MARKS = {1: ("\u2713", "#0072B2", "white"),   # ✓ right: blue
+          0: ("\u2717", "#E69F00", "black"),   # ✗ wrong or missing: orange
+          -1: ("\u2013", "#DDDDDD", "black")}  # – not in that notebook: grey
+
+
 def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
+    """``scores.png``: the share of the class that got each exercise right (bars with their
+    percentage written on them), and a grid with a row per student and a mark in each cell:
+    ✓ right, ✗ wrong or missing, – not in that student's notebook. Text is 9 pt or larger at
+    any class size: the figure grows with the class instead."""
     import matplotlib
 
     matplotlib.use("Agg")
+    import warnings
+
     import matplotlib.pyplot as plt
     import numpy as np
 
     grid = np.array([[row.get(c, np.nan) if row.get(c, "") != "" else np.nan for c in columns]
-                     for row in rows], dtype=float)
-    height = 2.2 + 0.22 * len(rows)
-    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.5 * len(columns) + 2), height),
+                     for row in rows], dtype=float).reshape(len(rows), len(columns))
+    height = 2.2 + 0.24 * len(rows)
+    fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(columns) + 2.5), height),
                                       gridspec_kw={"height_ratios": [1.6, max(1, len(rows) / 6)]},
                                       layout="constrained")
-    share = np.nanmean(grid, axis=0) if len(rows) else np.zeros(len(columns))
-    top.bar(range(len(columns)), share, color="tab:blue")
-    top.set_xticks(range(len(columns)), columns)
-    top.set_ylim(0, 1)
+    if not columns:  # nobody handed in a notebook of the course
+        for ax in (top, bottom):
+            ax.set_axis_off()
+        top.set_title(f"{len(rows)} submissions, none of them a notebook of the course")
+        fig.savefig(out, dpi=110)
+        plt.close(fig)
+        return
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # nanmean of a column of all NaN
+        share = np.nan_to_num(np.nanmean(grid, axis=0)) if len(rows) else np.zeros(len(columns))
+    top.bar(range(len(columns)), share, color=_MARKS[1][1])
+    for x, value in enumerate(share):
+        top.text(x, value + 0.03, f"{value:.0%}", ha="center", va="bottom", fontsize=9)
+    top.set_xticks(range(len(columns)), columns, fontsize=9)
+    top.set_ylim(0, 1.15)
     top.set_ylabel("share correct")
     top.set_title(f"{len(rows)} submissions: the share that got each exercise right")
-    bottom.imshow(np.nan_to_num(grid, nan=-1), cmap=matplotlib.colors.ListedColormap(
-        ["#bbbbbb", "#e06666", "#6aa84f"]), vmin=-1.5, vmax=1.5, aspect="auto")
-    bottom.set_xticks(range(len(columns)), columns)
+    code = np.nan_to_num(grid, nan=-1).round().astype(int)
+    bottom.imshow(code, cmap=matplotlib.colors.ListedColormap([_MARKS[k][1] for k in (-1, 0, 1)]),
+                  vmin=-1.5, vmax=1.5, aspect="auto")
+    for (y, x), value in np.ndenumerate(code):
+        mark, _, ink = _MARKS[int(value)]
+        bottom.text(x, y, mark, ha="center", va="center", color=ink, fontsize=9)
+    bottom.set_xticks(range(len(columns)), columns, fontsize=9)
     bottom.set_yticks(range(len(rows)), [r["student"][:40] + ("…" if len(r["student"]) > 40
                                                                else "") for r in rows],
-                      fontsize=8 if len(rows) < 30 else 5)
+                      fontsize=9)
     for label in bottom.get_yticklabels():  # a name is text: "$x$" is no formula
         label.set_parse_math(False)
-    bottom.set_title("green: right, red: wrong or missing, grey: not in that notebook")
+    bottom.set_title("\u2713 right (blue), \u2717 wrong or missing (orange), "
+                     "\u2013 not in that notebook (grey)", fontsize=10)
     fig.savefig(out, dpi=110)
     plt.close(fig)
 
@@ -748,6 +785,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             pretrained, datasets = _stage(root, pretrained, "models"), _datasets_stage(root)
         lib = _library_copy(root, pretrained, sandboxed)
         runnable = [s for s in subs if s.notebook is not None]
+        shared, hidden = _shared_files(), (hidden_files() if sandboxed else [])
         done, slots = 0, queue.SimpleQueue()
         for slot in range(jobs):  # the cores of each run at once, where only a cpuset shares them
             slots.put(slot)
@@ -757,7 +795,8 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             slot = slots.get()
             try:
                 _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed, processes,
-                         disk_mb, cores_for(slot, jobs), datasets, output_kb * 1000)
+                         disk_mb, cores_for(slot, jobs), datasets, output_kb * 1000,
+                         shared=shared, hidden=hidden)
             except Exception as err:  # one submission never costs another its grade
                 sub.problem = f"the run failed: {type(err).__name__}: {err}"[:300]
                 sub.result.setdefault("errors", [])

@@ -32,7 +32,7 @@ from pathlib import Path
 __all__ = ["DATASETS", "DEFAULT_DISK_MB", "DEFAULT_PROCESSES", "LIB", "NOBODY", "TMP_MB", "WORK",
            "Protection", "RunCap", "SandboxCommand", "cgroup_roots", "cores_for", "cpu_shared",
            "hidden_files", "limits",
-           "pids_cgroup_root", "protections", "sandbox_command"]
+           "protections", "sandbox_command"]
 
 #: Where the sandbox sees its scratch folder, the read-only library copy, and the datasets.
 WORK = "/grader/work"
@@ -171,11 +171,6 @@ def cgroup_roots() -> dict[str, Path]:
         if controller not in found and controller in handed_down and os.access(v2, os.W_OK):
             found[controller] = v2
     return found
-
-
-def pids_cgroup_root() -> Path | None:
-    """Where :class:`RunCap` makes a run's pids cgroup (:func:`cgroup_roots`), or ``None``."""
-    return cgroup_roots().get("pids")
 
 
 def cpu_shared() -> bool:
@@ -374,7 +369,8 @@ def _memfd(name: str, data: bytes) -> int:
 
 def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
                     datasets: Path | None, pretrained: Path,
-                    disk_mb: int = DEFAULT_DISK_MB) -> SandboxCommand:
+                    disk_mb: int = DEFAULT_DISK_MB,
+                    hidden: Sequence[str] | None = None) -> SandboxCommand:
     """The command that runs ``argv`` inside the sandbox.
 
     bubblewrap sets up the namespaces and the mounts; as root it runs with the grader's rights
@@ -391,6 +387,8 @@ def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
         lib: a folder holding the sandbox's copy of ``helper_lib``, seen at :data:`LIB`.
         datasets: the datasets' folder, read-only at :data:`DATASETS`.
         pretrained: the shipped models, read-only where the copy of helper_lib looks for them.
+        hidden: the files shown empty, :func:`hidden_files` of the mounted Python (found here
+            where not given; a grader passes the list it found once for the whole class).
 
     The mounted folders ``lib``, ``datasets`` and ``pretrained`` show their host paths in the
     sandbox's ``/proc/self/mountinfo``: the grader keeps them in a staging folder of its own.
@@ -410,9 +408,9 @@ def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
     roots = _python_roots()
     binds = [("--ro-bind", root, root) for root in roots]
     fds = []
-    for hidden in hidden_files(roots):  # an empty file in its place
+    for path in hidden_files(roots) if hidden is None else hidden:  # an empty file in its place
         fds.append(_memfd("hidden", b""))
-        binds += [("--ro-bind-data", str(fds[-1]), hidden)]
+        binds += [("--ro-bind-data", str(fds[-1]), path)]
     binds += [("--ro-bind", str(lib), LIB), ("--ro-bind", str(pretrained),
                                              f"{LIB}/data/pretrained")]
     if datasets is not None and datasets.is_dir():
