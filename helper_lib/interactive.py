@@ -19,7 +19,7 @@ from matplotlib.colors import ListedColormap
 from torch import Tensor, nn
 
 from .evaluate import inference
-from .plotting import DIGIT_COLOURS
+from .plotting import DIGIT_COLOURS, finish_figure
 
 _DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")  # the classes' colours, as in every plot
 
@@ -53,6 +53,7 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
     def __init__(self, model: nn.Module, codes: Tensor | None, labels: Tensor | None,
                  limit: float) -> None:
         self.model = model
+        self._codes = None if codes is None else len(codes)
         d = int(model.latent_dim)
         self.sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05,
                                             description=f"z{j + 1}", continuous_update=True,
@@ -113,8 +114,15 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
             ax.set_axis_off()
         fig.suptitle("latent explorer (a static picture: run the notebook to move the sliders)",
                      fontsize=11)
-        data = {**data, "image/png": _png(fig)}
-        return (data, bundle[1]) if isinstance(bundle, tuple) else data
+        alt = self.alt_text()
+        data = {**data, "image/png": _png(fig), "text/plain": alt}  # not the widget's repr
+        metadata = {**(bundle[1] if isinstance(bundle, tuple) else {}),
+                    "image/png": {"alt": alt}}
+        return data, metadata
+
+    def alt_text(self) -> str:
+        """What the static picture shows, for its alt text: the code, and the map."""
+        return _describe(self.z()[0].tolist(), self._codes)
 
 
 def latent_explorer(model: nn.Module, codes: Tensor | None = None,
@@ -158,4 +166,16 @@ def _static_picture(model: nn.Module, codes: Tensor | None, labels: Tensor | Non
     axes[0, -1].imshow(image.float().cpu()[0, 0].numpy(), cmap="binary", vmin=0, vmax=1)
     axes[0, -1].set_title("decoded z = 0", fontsize=11)
     axes[0, -1].set_axis_off()
-    return fig
+    return finish_figure(fig, alt=_describe([0.0] * int(model.latent_dim),
+                                            len(codes) if two_d else None))
+
+
+def _describe(z: list[float], codes: int | None) -> str:
+    """The explorer's alt text: the image decoded from ``z``, and the map of ``codes`` codes
+    (2-D models) on which a star marks ``z``."""
+    at = ("z = (" + ", ".join(f"{v:.2f}" for v in z) + ")" if len(z) <= 4
+          else f"the code its {len(z)} sliders set")
+    where = (f"; beside it, a map of {codes:,} codes of real images, coloured by digit, with a "
+             f"star at z" if codes is not None and len(z) == 2 else "")
+    return (f"Latent explorer, a static picture (run the notebook to move the sliders): the "
+            f"image the decoder makes of {at}{where}")

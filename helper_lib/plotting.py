@@ -117,7 +117,8 @@ def _num(value: float) -> str:
 
 def describe_figure(fig: Figure) -> str:
     """What ``fig`` shows, read from what is drawn on it, for its alt text: each panel's title,
-    each labelled line's first and last value, how many points a scatter has, the images and
+    each labelled line's first and last value (or, for a bump that ends where it starts, such
+    as a density, its top and where it is), how many points a scatter has, the images and
     bars, in at most :data:`MAX_ALT` characters."""
     parts = []
     suptitle = fig._suptitle.get_text() if getattr(fig, "_suptitle", None) else ""
@@ -129,10 +130,20 @@ def describe_figure(fig: Figure) -> str:
         items = []
         for line in ax.lines:
             y = np.asarray(line.get_ydata(), dtype=float)
-            y = y[np.isfinite(y)]
+            x = np.asarray(line.get_xdata(), dtype=float)
+            if len(x) != len(y):
+                x = np.arange(len(y), dtype=float)
+            keep = np.isfinite(y)
+            x, y = x[keep], y[keep]
             label = _plain(str(line.get_label()))
             if len(y) > 1 and not str(line.get_label()).startswith("_") and np.ptp(y) > 0:
-                items.append(f"{label} from {_num(y[0])} to {_num(y[-1])}")
+                if abs(y[-1] - y[0]) < 0.1 * np.ptp(y):  # a bump (a density): its top
+                    k = int(np.argmax(np.abs(y - y[0])))
+                    where = _plain(ax.get_xlabel()) or "x"
+                    items.append(f"{label} {'peaks at' if y[k] > y[0] else 'dips to'} "
+                                 f"{_num(y[k])} at {where} = {_num(round(float(x[k]), 2))}")
+                else:
+                    items.append(f"{label} from {_num(y[0])} to {_num(y[-1])}")
         points = sum(len(c.get_offsets()) for c in ax.collections
                      if type(c).__name__ == "PathCollection")
         if points > 1:
@@ -147,7 +158,7 @@ def describe_figure(fig: Figure) -> str:
         x = _plain(ax.get_xlabel())
         parts.append(f"{title}" + (f" (against {x})" if x and (ax.lines or points) else "")
                      + (": " + "; ".join(items) if items else ""))
-    text = ". ".join(p[0].upper() + p[1:] for p in parts if p)
+    text = ". ".join((p[0].upper() if p[0].isascii() else p[0]) + p[1:] for p in parts if p)
     return (f"{suptitle}. " if suptitle else "") + (text or "An empty figure")
 
 

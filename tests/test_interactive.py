@@ -25,6 +25,8 @@ def test_without_ipywidgets_a_one_line_hint_and_a_picture(vae, monkeypatch, caps
     codes = torch.randn(50, 2)
     picture = latent_explorer(vae, codes, torch.arange(50) % 10)
     assert isinstance(picture, Figure) and len(picture.axes) == 2
+    assert picture.alt_text.endswith("z = (0.00, 0.00); beside it, a map of 50 codes of real "
+                                     "images, coloured by digit, with a star at z")
     assert capsys.readouterr().out == interactive.WIDGETS_HINT + "\n"
     assert "pip install 'helper_lib[widgets]'" in interactive.WIDGETS_HINT
 
@@ -56,3 +58,11 @@ def test_one_slider_per_dimension_and_a_static_fallback():
     data = bundle[0] if isinstance(bundle, tuple) else bundle
     assert "application/vnd.jupyter.widget-view+json" in data
     assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
+    alt = ("Latent explorer, a static picture (run the notebook to move the sliders): the image "
+           "the decoder makes of the code its 5 sliders set")
+    assert bundle[1]["image/png"] == {"alt": alt} and data["text/plain"] == alt  # no repr
+    two = latent_explorer(ConvVAE(latent_dim=2).eval(), torch.randn(30, 2), torch.arange(30) % 10)
+    two.sliders[0].value = 1.25
+    assert two._repr_mimebundle_()[1]["image/png"]["alt"].endswith(
+        "of z = (1.25, 0.00); beside it, a map of 30 codes of real images, coloured by digit, "
+        "with a star at z")

@@ -124,3 +124,33 @@ def test_the_static_accessibility_check_finds_each_kind_of_barrier():
         "2 level-1 headings (a notebook has exactly one)",
         "the first heading is level 2, not the notebook's title",
     ]
+
+
+def test_the_figure_check_finds_each_kind_of_mute_figure():
+    """helper_lib.tools.accessibility: figure_problems wants alt text on every figure, not a
+    placeholder or a repr, at most 320 characters; unbacked_alt_numbers lists the numbers of
+    alt texts that no text output prints and no code writes (a figure's own text backs none)."""
+    from helper_lib.tools.accessibility import figure_problems, unbacked_alt_numbers
+
+    def figure(alt=None):
+        meta = {"image/png": {"alt": alt}} if alt is not None else {}
+        return nbformat.v4.new_output("display_data", data={"image/png": "iVBORw0KGgo=",
+                                                            "text/plain": alt or ""},
+                                      metadata=meta)
+
+    code = nbformat.v4.new_code_cell("beta = 0.25")
+    code.outputs = [nbformat.v4.new_output("stream", text="loss 190.23 -> 36.12, KL 6.93\n")]
+    shown = nbformat.v4.new_code_cell("plot()")
+    shown.outputs = [figure("Loss from 190.2 to 36.1; KL ends at 6.9 with beta 0.25, 3 epochs")]
+    good = nbformat.v4.new_notebook(cells=[code, shown])
+    assert figure_problems(good) == [] and unbacked_alt_numbers(good) == []
+    bad = nbformat.v4.new_code_cell("plot()")
+    bad.outputs = [figure(), figure("No description has been provided for this image"),
+                   figure("<Figure size 640x480 with 1 Axes>"), figure("a" * 321),
+                   figure("Loss falls to 36.2 (KL 6.9)"), figure("Loss from 12.50 to 36.2")]
+    nb = nbformat.v4.new_notebook(cells=[code, shown, bad])
+    assert [line.split(":")[1].strip() for line in figure_problems(nb)] == [
+        "a figure without alt text", "a figure whose alt text says nothing",
+        "a figure whose alt text says nothing", "alt text of 321 characters (at most 320)"]
+    assert [line.split(" in ")[0] for line in unbacked_alt_numbers(nb)] == [
+        "cell 2: 36.2", "cell 2: 12.50, 36.2"]  # 36.2: in the figure before, but no output

@@ -281,6 +281,13 @@ def test_every_figure_says_what_it_shows_from_the_data_drawn(history):
     codes = torch.randn(200, 2, generator=g) + labels[:, None].float()
     latent = plotting.plot_latent_space(ConvVAE(latent_dim=2), latents=(codes, labels))
     assert "200 images" in latent.alt_text and "9 (9." in latent.alt_text
+    bump = plotting.plt.figure()  # a density ends where it starts: its top is what to say
+    z = torch.linspace(-4, 5, 181, dtype=torch.float64)
+    bump.gca().plot(z, torch.distributions.Normal(1.5, 0.5).log_prob(z).exp(),
+                    label="N(1.5, 0.5)")
+    bump.gca().set(title="Density", xlabel="$z$")
+    assert plotting.describe_figure(bump) == ("Density (against z): N(1.5, 0.5) peaks at 0.798 "
+                                              "at z = 1.5")
     for figure in (fig, latent, plotting.plot_kl_surface(), plotting.plot_bce_vs_mse()):
         alt = figure.alt_text
         assert 20 < len(alt) <= plotting.MAX_ALT and not alt.startswith(("<Figure", "No desc"))

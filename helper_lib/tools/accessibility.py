@@ -18,7 +18,8 @@ from typing import Any
 from ..assets.project import REPO_ROOT
 
 __all__ = ["AXE_JS", "AXE_RUN", "CVD_THRESHOLD", "SHOW_ALL_SLIDES", "VAGUE_LINK_TEXT", "WCAG_AA",
-           "AuditError", "audit_site", "cvd_separation", "markdown_problems"]
+           "MAX_ALT_CHARS", "MUTE_ALT", "AuditError", "audit_site", "cvd_separation",
+           "figure_problems", "markdown_problems", "unbacked_alt_numbers"]
 
 #: axe-core, installed from npm by ``npm ci --prefix .ci/axe`` (in a clone).
 AXE_JS = REPO_ROOT / ".ci" / "axe" / "node_modules" / "axe-core" / "axe.min.js"
@@ -177,3 +178,61 @@ def markdown_problems(nb: Mapping[str, Any]) -> list[str]:
     if levels and levels[0] != 1:
         problems.append(f"the first heading is level {levels[0]}, not the notebook's title")
     return problems
+
+
+#: What a figure's description must not be: nbconvert's placeholder, or a figure's repr.
+MUTE_ALT = ("No description has been provided", "<Figure", "<matplotlib", "<Animation")
+#: The longest a figure's description may be (about 300 characters, as screen readers advise).
+MAX_ALT_CHARS = 320
+
+
+def _figures(nb: Mapping[str, Any]) -> Iterator[tuple[int, str]]:
+    """``(cell index, alt text or "")`` for each image output of the executed ``nb``."""
+    for index, cell in enumerate(nb.get("cells", [])):
+        for output in cell.get("outputs", []) if cell.get("cell_type") == "code" else []:
+            mime = next((m for m in _IMAGES if m in output.get("data", {})), None)
+            if mime is not None:
+                yield index, str(output.get("metadata", {}).get(mime, {}).get("alt", "") or "")
+
+
+_IMAGES = ("image/png", "image/svg+xml", "image/jpeg")
+
+
+def figure_problems(nb: Mapping[str, Any]) -> list[str]:
+    """What in the executed notebook ``nb``'s figures fails a screen reader's user, one line
+    each (``[]`` when nothing does). Every image output (``image/png``, ``image/svg+xml``,
+    ``image/jpeg``) must carry alt text, in its metadata ``alt`` as helper_lib writes it
+    (JupyterLab, Colab and the site's ``<img alt>`` read it there), that is neither a
+    placeholder nor a repr (:data:`MUTE_ALT`) and is at most :data:`MAX_ALT_CHARS` long."""
+    problems = []
+    for index, alt in _figures(nb):
+        if not alt.strip():
+            problems.append(f"cell {index}: a figure without alt text")
+        elif alt.startswith(MUTE_ALT):
+            problems.append(f"cell {index}: a figure whose alt text says nothing: {alt[:60]!r}")
+        elif len(alt) > MAX_ALT_CHARS:
+            problems.append(f"cell {index}: alt text of {len(alt)} characters (at most "
+                            f"{MAX_ALT_CHARS}): {alt[:60]!r}…")
+    return problems
+
+
+def unbacked_alt_numbers(nb: Mapping[str, Any]) -> list[str]:
+    """The figures of the executed ``nb`` whose alt text quotes a number (a decimal or a
+    percentage, as :mod:`~helper_lib.tools.prose_numbers` reads prose) that no text output
+    prints and no code cell writes, by the prose check's rule of rounding; one line each. The
+    figures' own descriptions back no other. helper_lib's alt text reads its numbers from the
+    data drawn (:func:`helper_lib.plotting.describe_figure`), so such a number is not wrong,
+    only not printed: the full site build reports them."""
+    from .prose_numbers import code_numbers, is_backed, output_numbers, prose_numbers
+
+    text_only = {**nb, "cells": [
+        {**cell, "outputs": [o for o in cell.get("outputs", [])
+                             if not any(m in o.get("data", {}) for m in _IMAGES)]}
+        if cell.get("cell_type") == "code" else cell for cell in nb.get("cells", [])]}
+    evidence = output_numbers(text_only) + code_numbers(nb)
+    found = []
+    for index, alt in _figures(nb):
+        unbacked = [n.text for n in prose_numbers(alt) if not is_backed(n, evidence)]
+        if unbacked:
+            found.append(f"cell {index}: {', '.join(dict.fromkeys(unbacked))} in {alt!r}")
+    return found

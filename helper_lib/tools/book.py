@@ -67,6 +67,12 @@ class SiteReport:
     smoke: bool = False
     #: full-mode builds: the prose numbers no output backs (:mod:`helper_lib.tools.prose_numbers`)
     unbacked: list[Unbacked] = field(default_factory=list)
+    #: executed builds: the figures that do not say what they show, ``"name, cell N: why"``
+    #: (:func:`helper_lib.tools.accessibility.figure_problems`)
+    mute_figures: list[str] = field(default_factory=list)
+    #: full-mode builds: alt texts' numbers that no output prints
+    #: (:func:`helper_lib.tools.accessibility.unbacked_alt_numbers`)
+    alt_numbers: list[str] = field(default_factory=list)
 
 
 def asset_folders() -> dict[str, Path]:
@@ -326,6 +332,20 @@ def build_site(
         executed.append((path.stem, title, nb))
         log(f"[{i}/{len(paths)}] {path.name}: {'executed' if execute else 'converted'} in "
             f"{report.seconds[path.stem]:.1f} s")
+    if execute:
+        from .accessibility import figure_problems, unbacked_alt_numbers
+
+        figures = sum(1 for _, _, nb in executed for c in nb.cells if c.cell_type == "code"
+                      for o in c.outputs if "image/png" in o.get("data", {}))
+        report.mute_figures = [f"{name}, {line}" for name, _, nb in executed
+                               for line in figure_problems(nb)]
+        log(f"figures: {figures}, {len(report.mute_figures)} without a description"
+            + "".join(f"\n  {line}" for line in report.mute_figures))
+        if not smoke:
+            report.alt_numbers = [f"{name}, {line}" for name, _, nb in executed
+                                  for line in unbacked_alt_numbers(nb)]
+            log(f"figures whose alt text quotes a number no output prints: "
+                f"{len(report.alt_numbers)} (read from the data drawn)")
     if execute and not smoke:
         report.unbacked = unbacked_numbers({name: nb for name, _, nb in executed})
         log(f"prose numbers: {len(report.unbacked)} printed by no output")
