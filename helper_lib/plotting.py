@@ -32,6 +32,7 @@ from .losses import kl_divergence
 
 __all__ = [
     "finish_figure",
+    "smallest_text_pt",
     "plot_training_loss",
     "plot_recipes",
     "plot_images",
@@ -49,6 +50,7 @@ __all__ = [
     "DIGIT_COLOURS",
     "SERIES_COLOURS",
     "MAX_ALT",
+    "MIN_TEXT_PT",
     "describe_figure",
 ]
 
@@ -85,10 +87,13 @@ def finish_figure(fig: Figure, path: PathLike = None, alt: str | None = None) ->
         fig.savefig(path, dpi=120, bbox_inches="tight")
     plt.close(fig)  # shown once, as a cell's value, not again by the inline backend
     fig.alt_text = _short(alt or describe_figure(fig))
+    fig.smallest_text_pt = smallest_text_pt(fig)
 
     def mimebundle(include: object = None, exclude: object = None) -> tuple[dict, dict]:
-        # IPython's own formatter draws the PNG; this adds what the picture shows
-        return {"text/plain": fig.alt_text}, {"image/png": {"alt": fig.alt_text}}
+        # IPython's own formatter draws the PNG; this adds what the picture shows, and the
+        # size of its smallest text (tests/test_smoke_figures.py holds it to 9 pt)
+        return {"text/plain": fig.alt_text}, {"image/png": {
+            "alt": fig.alt_text, "smallest_text_pt": fig.smallest_text_pt}}
 
     fig._repr_mimebundle_ = mimebundle
     return fig
@@ -96,6 +101,19 @@ def finish_figure(fig: Figure, path: PathLike = None, alt: str | None = None) ->
 
 #: The longest alt text (screen readers read it at once; details belong in the caption).
 MAX_ALT = 300
+#: The smallest text a figure may carry, in points: a notebook shows a figure at 100 dpi, one
+#: image pixel to one CSS pixel, so 9 pt comes out at 9.4 pt on the page (issue #34).
+MIN_TEXT_PT = 9.0
+
+
+def smallest_text_pt(fig: Figure) -> float | None:
+    """The size of the smallest visible text drawn on ``fig``, in points (``None``: no text):
+    titles, labels, tick labels, legends, annotations."""
+    from matplotlib.text import Text
+
+    sizes = [float(t.get_fontsize()) for t in fig.findobj(Text)
+             if t.get_visible() and t.get_text().strip()]
+    return min(sizes) if sizes else None
 
 
 def _short(text: str) -> str:
@@ -226,7 +244,7 @@ def plot_training_loss(
         top.xaxis.set_major_locator(MaxNLocator(6, integer=True))
         top.set_xlabel("epoch")
         rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
-        ax.legend(fontsize=8, loc="lower right" if rising else "upper right")
+        ax.legend(fontsize=9, loc="lower right" if rising else "upper right")
     epochs = len(history.batches_per_epoch)
     return finish_figure(fig, path, alt=f"Training loss per batch over {epochs} epoch"
                          f"{'s' if epochs != 1 else ''} ({sum(history.batches_per_epoch):,} "
@@ -269,12 +287,12 @@ def plot_recipes(
     left.set_xlabel("epoch")
     left.set_ylabel("training loss, mean of the epoch's batches")
     left.set_title("loss per epoch (star: test set after the last epoch)", pad=8)
-    left.legend(fontsize=8)
+    left.legend(fontsize=9)
     right.ticklabel_format(axis="y", style="sci", scilimits=(0, 0))  # 0.005 -> 5 x 1e-3
     right.set_xlabel("epoch")
     right.set_ylabel("Adam's learning rate")
     right.set_title("learning rate", pad=8)
-    right.legend(fontsize=8)
+    right.legend(fontsize=9)
     return finish_figure(fig, path)
 
 
@@ -372,7 +390,7 @@ def plot_latent_space(
         ax.scatter(codes[sel, 0], codes[sel, 1], s=2, alpha=0.5,
                    color=DIGIT_COLOURS[int(digit) % 10], label=str(digit), rasterized=True)
     if legend:
-        ax.legend(title="label", markerscale=5, fontsize=8, loc="upper left",
+        ax.legend(title="label", markerscale=5, fontsize=9, loc="upper left",
                   bbox_to_anchor=(1.01, 1.0), borderaxespad=0.0)
     ax.axhline(0, color="0.6", lw=0.5)
     ax.axvline(0, color="0.6", lw=0.5)
@@ -445,9 +463,9 @@ def plot_latent_manifold(
     ax.set_axis_on()
     centres = [2 + 30 * i + 14 for i in range(n)]  # make_grid: 2 px padding around 28 px tiles
     every = 2 if n > 8 else 1
-    ax.set_xticks(centres[::every], [f"{v:.2f}" for v in axis.tolist()[::every]], fontsize=7)
+    ax.set_xticks(centres[::every], [f"{v:.2f}" for v in axis.tolist()[::every]], fontsize=9)
     ax.set_yticks(centres[::every], [f"{v:.2f}" for v in axis.flip(0).tolist()[::every]],
-                  fontsize=7)
+                  fontsize=9)
     for spine in ax.spines.values():
         spine.set_visible(False)
     ax.set_xlabel("$z_1$")
@@ -514,8 +532,8 @@ def plot_bce_vs_mse(
     ax_b.set(title="binary cross-entropy", xlabel="prediction $\\hat{x}$", ylabel="loss",
              ylim=(0, 2.5))
     ax_m.set(title="squared error", xlabel="prediction $\\hat{x}$", ylabel="loss")
-    ax_b.legend(fontsize=8)
-    ax_m.legend(fontsize=8)
+    ax_b.legend(fontsize=9)
+    ax_m.legend(fontsize=9)
     return finish_figure(fig, path)
 
 
@@ -534,11 +552,11 @@ def plot_kl_surface(
     # around the minimum gets most of the colour range; labelled contour lines give values
     cs = ax.contourf(m, v, kl, levels=np.linspace(0, 8, 33), cmap="viridis", extend="max")
     lines = ax.contour(m, v, kl, levels=[0.1, 0.5, 1, 2, 4], colors="white", linewidths=0.6)
-    ax.clabel(lines, fmt="%g", fontsize=7)
+    ax.clabel(lines, fmt="%g", fontsize=9)
     ax.plot([0], [0], "r*", ms=12, label="minimum: $\\mu=0$, $\\log\\sigma^2=0$")
     fig.colorbar(cs, ax=ax, label="KL divergence (nats)", ticks=range(9))
     ax.set(xlabel="$\\mu$", ylabel="$\\log \\sigma^2$", title="KL to N(0, 1), one dimension")
-    ax.legend(loc="lower right", fontsize=8)
+    ax.legend(loc="lower right", fontsize=9)
     return finish_figure(fig, path)
 
 
@@ -554,7 +572,7 @@ def plot_sample_histogram(
     pdf = np.exp(-0.5 * ((xs - mu) / sigma) ** 2) / (sigma * np.sqrt(2 * np.pi))
     ax.plot(xs, pdf, "k", lw=1.5, label=f"N({mu:g}, {sigma:g}$^2$) density")
     ax.set(xlabel="z", ylabel="density", title=title or "samples vs. target density")
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=9)
     return finish_figure(fig, path)
 
 
@@ -578,7 +596,7 @@ def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) ->
     ax.set_xlabel("pixel value (0 = background, 1 = full ink)")
     ax.set_ylabel("share of the ink pixels")
     ax.set_title(f"the {len(ink):,} ink pixels of {len(images):,} images", pad=8)
-    ax.legend(fontsize=8, loc="upper center")
+    ax.legend(fontsize=9, loc="upper center")
     return finish_figure(fig, path)
 
 
@@ -597,6 +615,6 @@ def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None,
                 label=f"${symbol}_{j + 1}$: mean {c[:, j].mean():.2f}, sd {c[:, j].std():.2f}")
         ax.plot(xs, np.exp(-0.5 * xs**2) / np.sqrt(2 * np.pi), "k", lw=1.3, label="N(0, 1)")
         ax.set_xlabel(f"$z_{j + 1}$")
-        ax.legend(fontsize=7, loc="upper left")
+        ax.legend(fontsize=9, loc="upper left")
     axes[0, 0].set_ylabel("density")
     return finish_figure(fig, path)

@@ -292,8 +292,9 @@ def test_every_figure_says_what_it_shows_from_the_data_drawn(history):
         alt = figure.alt_text
         assert 20 < len(alt) <= plotting.MAX_ALT and not alt.startswith(("<Figure", "No desc"))
         assert any(ch.isdigit() for ch in alt), alt
+        assert figure.smallest_text_pt >= plotting.MIN_TEXT_PT == 9.0  # was 7 pt (contours)
     shell = InteractiveShell.instance()  # as a notebook shows it: PNG, with the alt beside it
     select_figure_formats(shell, {"png"})
     data, metadata = shell.display_formatter.format(fig)
     assert data["image/png"].startswith("iVBOR") and data["text/plain"] == fig.alt_text
-    assert metadata == {"image/png": {"alt": fig.alt_text}}
+    assert metadata == {"image/png": {"alt": fig.alt_text, "smallest_text_pt": 9.0}}

@@ -112,7 +112,7 @@ def plot_aggregate_posterior(axis: Tensor, log_q_grid: Tensor, prior_z: Tensor, 
     ax.set_ylabel("$z_2$")
     ax.set_title("aggregate posterior q(z) (blue), prior's 1-2-3 sigma circles (dotted),\n"
                  "the low-q(z) boundary (dashed orange)", fontsize=10)
-    ax.legend(loc="lower left", fontsize=8, markerscale=2, framealpha=0.9)
+    ax.legend(loc="lower left", fontsize=9, markerscale=2, framealpha=0.9)
     return finish_figure(fig)
 
 

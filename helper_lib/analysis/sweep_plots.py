@@ -57,7 +57,7 @@ def plot_against_latent_size(vae: dict[int, Report], ae: dict[int, Report]) -> F
               marker="s")  # told apart by shape as well as colour
     axes[0].set_title("reconstruction error")
     axes[0].set_ylabel("squared error per image (sum of 784 pixels)")
-    axes[0].legend(fontsize=8)
+    axes[0].legend(fontsize=9)
     _errorbar(axes[1], dv, rv, ("test", "kl"), ("test_se", "kl"), label="KL")
     axes[1].set_title("KL(q(z|x) ‖ p(z)), the rate")
     axes[1].set_ylabel("nats per image")
@@ -71,7 +71,7 @@ def plot_against_latent_size(vae: dict[int, Report], ae: dict[int, Report]) -> F
                 label="active")
     axes[3].plot([str(d) for d in dv], dv, "k_", ms=30, label="D (all units)")
     axes[3].set_title("active units (Var μ > 0.01)")
-    axes[3].legend(fontsize=8)
+    axes[3].legend(fontsize=9)
     for ax in axes[:3]:
         ax.set_xscale("log", base=2)
         ax.set_xticks(dv, [str(d) for d in dv])
@@ -100,7 +100,7 @@ def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
         ax.set_title(title)
     axes[0].set_yscale("log")
     axes[2].axhline(np.log(10), color="grey", ls=":", label="log 10: every digit equally")
-    axes[2].legend(fontsize=8)
+    axes[2].legend(fontsize=9)
     return finish_figure(fig)
 
 
