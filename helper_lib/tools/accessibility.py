@@ -67,20 +67,24 @@ def audit_site(site: Path, axe: Path = AXE_JS, log: Callable[[str], None] = prin
             except ImportError:
                 raise AuditError("playwright is missing: pip install -r requirements.txt") \
                     from None
-            if chromium is None:
-                raise AuditError("no chromium on this machine (Debian: apt-get install -y "
-                                 "chromium)")
             p = stack.enter_context(sync_playwright())
-            browser = p.chromium.launch(executable_path=chromium, headless=True,
-                                        args=["--no-sandbox", "--disable-gpu",
-                                              "--disable-background-networking"])
+            try:  # the system's chromium (Debian's), else Playwright's own (GitHub's runners)
+                browser = p.chromium.launch(executable_path=chromium, headless=True,
+                                            args=["--no-sandbox", "--disable-gpu",
+                                                  "--disable-background-networking"])
+            except Exception as err:  # playwright's Error: no browser at all
+                raise AuditError("no chromium on this machine (Debian: apt-get install -y "
+                                 "chromium; elsewhere: python -m playwright install "
+                                 f"chromium): {str(err).splitlines()[0]}") from None
             stack.callback(browser.close)
         for path in sorted(site.glob("*.html")):
             deck = path.name.endswith(".slides.html")
             page = browser.new_page(viewport={"width": 1280, "height": 900})
             page.goto(path.as_uri() + ("?print-pdf" if deck else ""), wait_until="load")
+            # a deck in print layout typesets once reveal.js has laid it out: data-mathjax
             page.wait_for_function("document.readyState === 'complete' && (!window.MathJax "
-                                   "|| (MathJax.Hub.queue.pending === 0 && "
+                                   "|| (document.documentElement.dataset.mathjax === 'done' && "
+                                   "MathJax.Hub.queue.pending === 0 && "
                                    "MathJax.Hub.queue.running === 0))", timeout=120_000)
             page.wait_for_timeout(500)
             if deck:
