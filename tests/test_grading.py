@@ -685,3 +685,22 @@ def test_a_run_spinning_on_every_core_leaves_its_neighbour_its_share():
     # the caps are what keeps it: without them the same neighbour takes far longer
     assert beside < 0.7 * uncapped, f"capped {beside:.2f} s, uncapped {uncapped:.2f} s"
     assert beside < 2 * alone, f"alone {alone:.2f} s, beside a spinning run {beside:.2f} s"
+
+
+def test_the_runner_reads_notebooks_without_jsonschema_s_unused_iri_checker():
+    """grading_run.skip_unused_iri_checker: nbformat then imports without rfc3987_syntax (1.3 s
+    of Lark parsers per graded run), and still validates a notebook and refuses a broken one."""
+    import subprocess
+    import sys
+
+    tools = REPO / "helper_lib" / "tools"
+    code = (f"import sys\nsys.path.insert(0, {str(tools)!r})\nimport grading_run\n"
+            "grading_run.skip_unused_iri_checker()\nimport nbformat\n"
+            f"nb = nbformat.read({str(SOURCE)!r}, as_version=4)\nnbformat.validate(nb)\n"
+            "nb.cells[0]['cell_type'] = 'nonsense'\n"
+            "try:\n    nbformat.validate(nb)\nexcept nbformat.ValidationError:\n"
+            "    print('refused')\n"
+            "print(sys.modules.get('rfc3987_syntax') is not None)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.split() == ["refused", "False"]
