@@ -53,7 +53,7 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
     def __init__(self, model: nn.Module, codes: Tensor | None, labels: Tensor | None,
                  limit: float) -> None:
         self.model = model
-        self._codes = None if codes is None else len(codes)
+        self._codes, self._labels, self._limit = codes, labels, limit
         d = int(model.latent_dim)
         self.sliders = [widgets.FloatSlider(value=0.0, min=-limit, max=limit, step=0.05,
                                             description=f"z{j + 1}", continuous_update=True,
@@ -101,28 +101,22 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
             self.map.value = _png(self._map_fig)
 
     def _repr_mimebundle_(self, **kwargs: Any) -> Any:
-        """The widget for front ends that run widgets, and a PNG of the current state for
-        everything else (nbconvert, static pages)."""
+        """The widget for front ends that run widgets, and a picture of the current state for
+        everything else (nbconvert, static pages): :func:`_picture` at this ``z``, with its alt
+        text and its smallest text in the PNG's metadata, as every figure of the course."""
         bundle = super()._repr_mimebundle_(**kwargs)
         data = bundle[0] if isinstance(bundle, tuple) else bundle
-        images = [self.map.value] if self.map is not None else []
-        fig, axes = plt.subplots(1, len(images) + 1, figsize=(3.6 * (len(images) + 1), 3.4),
-                                 squeeze=False)
-        plt.close(fig)
-        for ax, png in zip(axes[0], [*images, self.digit.value], strict=True):
-            ax.imshow(plt.imread(io.BytesIO(png)))
-            ax.set_axis_off()
-        fig.suptitle("latent explorer (a static picture: run the notebook to move the sliders)",
-                     fontsize=11)
-        alt = self.alt_text()
-        data = {**data, "image/png": _png(fig), "text/plain": alt}  # not the widget's repr
-        metadata = {**(bundle[1] if isinstance(bundle, tuple) else {}),
-                    "image/png": {"alt": alt}}
+        fig = _picture(self.model, self.z()[0].tolist(), self._codes, self._labels, self._limit)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+        data = {**data, "image/png": buffer.getvalue(), "text/plain": fig.alt_text}
+        metadata = {**(bundle[1] if isinstance(bundle, tuple) else {}), "image/png": {
+            "alt": fig.alt_text, "smallest_text_pt": fig.smallest_text_pt}}
         return data, metadata
 
     def alt_text(self) -> str:
         """What the static picture shows, for its alt text: the code, and the map."""
-        return _describe(self.z()[0].tolist(), self._codes)
+        return _describe(self.z()[0].tolist(), None if self._codes is None else len(self._codes))
 
 
 def latent_explorer(model: nn.Module, codes: Tensor | None = None,
@@ -142,32 +136,34 @@ def latent_explorer(model: nn.Module, codes: Tensor | None = None,
     """
     if widgets is None:
         print(WIDGETS_HINT)
-        return _static_picture(model, codes, labels, limit)
+        return _picture(model, [0.0] * int(model.latent_dim), codes, labels, limit)
     return LatentExplorer(model, codes, labels, limit)
 
 
-def _static_picture(model: nn.Module, codes: Tensor | None, labels: Tensor | None,
-                    limit: float) -> Any:
-    """The explorer's first state as a Figure: the map (2-D models) and the decoded z = 0."""
+def _picture(model: nn.Module, z: list[float], codes: Tensor | None, labels: Tensor | None,
+             limit: float) -> Any:
+    """The explorer's state as a finished Figure (alt text, smallest text recorded): the map
+    (2-D models with codes) with a star at ``z``, and the image decoded from ``z``."""
     two_d = int(model.latent_dim) == 2 and codes is not None
-    fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(6.6 if two_d else 2.6, 3.0),
-                             squeeze=False)
-    plt.close(fig)
+    fig, axes = plt.subplots(1, 2 if two_d else 1, figsize=(6.6 if two_d else 3.6, 3.2),
+                             squeeze=False, layout="constrained")
     if two_d:
         c = torch.as_tensor(codes).cpu().numpy()
         colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
         axes[0, 0].scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap=_DIGITS, vmin=-0.5,
                            vmax=9.5, alpha=0.5, rasterized=True)
-        axes[0, 0].plot([0], [0], "k*", ms=14, mec="white")
+        axes[0, 0].plot([z[0]], [z[1]], "k*", ms=14, mec="white")
         axes[0, 0].set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$",
                        ylabel="$z_2$", aspect="equal")
     with inference(model, None) as device:
-        image = model.decode(torch.zeros(1, int(model.latent_dim), device=device))
+        image = model.decode(torch.tensor([z], dtype=torch.float32, device=device))
     axes[0, -1].imshow(image.float().cpu()[0, 0].numpy(), cmap="binary", vmin=0, vmax=1)
-    axes[0, -1].set_title("decoded z = 0", fontsize=11)
+    axes[0, -1].set_title("decoded z = (" + ", ".join(f"{v:.2f}" for v in z) + ")"
+                          if len(z) <= 4 else "decoded", fontsize=11)
     axes[0, -1].set_axis_off()
-    return finish_figure(fig, alt=_describe([0.0] * int(model.latent_dim),
-                                            len(codes) if two_d else None))
+    fig.suptitle("latent explorer (a static picture: run the notebook to move the sliders)",
+                 fontsize=11)
+    return finish_figure(fig, alt=_describe(z, len(codes) if two_d else None))
 
 
 def _describe(z: list[float], codes: int | None) -> str:

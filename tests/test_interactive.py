@@ -60,7 +60,8 @@ def test_one_slider_per_dimension_and_a_static_fallback():
     assert data["image/png"][:8] == b"\x89PNG\r\n\x1a\n"
     alt = ("Latent explorer, a static picture (run the notebook to move the sliders): the image "
            "the decoder makes of the code its 5 sliders set")
-    assert bundle[1]["image/png"] == {"alt": alt} and data["text/plain"] == alt  # no repr
+    assert bundle[1]["image/png"]["alt"] == alt and data["text/plain"] == alt  # no repr
+    assert bundle[1]["image/png"]["smallest_text_pt"] >= 9  # drawn, not a raster of rasters
     two = latent_explorer(ConvVAE(latent_dim=2).eval(), torch.randn(30, 2), torch.arange(30) % 10)
     two.sliders[0].value = 1.25
     assert two._repr_mimebundle_()[1]["image/png"]["alt"].endswith(
