@@ -114,10 +114,6 @@ class LatentExplorer(widgets.VBox if widgets is not None else object):
             "alt": fig.alt_text, "smallest_text_pt": fig.smallest_text_pt}}
         return data, metadata
 
-    def alt_text(self) -> str:
-        """What the static picture shows, for its alt text: the code, and the map."""
-        return _describe(self.z()[0].tolist(), None if self._codes is None else len(self._codes))
-
 
 def latent_explorer(model: nn.Module, codes: Tensor | None = None,
                     labels: Tensor | None = None, limit: float = 3.0) -> LatentExplorer:
@@ -158,19 +154,22 @@ def _picture(model: nn.Module, z: list[float], codes: Tensor | None, labels: Ten
     with inference(model, None) as device:
         image = model.decode(torch.tensor([z], dtype=torch.float32, device=device))
     axes[0, -1].imshow(image.float().cpu()[0, 0].numpy(), cmap="binary", vmin=0, vmax=1)
-    axes[0, -1].set_title("decoded z = (" + ", ".join(f"{v:.2f}" for v in z) + ")"
-                          if len(z) <= 4 else "decoded", fontsize=11)
+    axes[0, -1].set_title(f"decoded {_code(z)}" if len(z) <= 4 else "decoded", fontsize=11)
     axes[0, -1].set_axis_off()
     fig.suptitle("latent explorer (a static picture: run the notebook to move the sliders)",
                  fontsize=11)
     return finish_figure(fig, alt=_describe(z, len(codes) if two_d else None))
 
 
+def _code(z: list[float]) -> str:
+    """``z = (1.25, -0.50)``: the code as the picture's title and its alt text write it."""
+    return "z = (" + ", ".join(f"{v:.2f}" for v in z) + ")"
+
+
 def _describe(z: list[float], codes: int | None) -> str:
     """The explorer's alt text: the image decoded from ``z``, and the map of ``codes`` codes
     (2-D models) on which a star marks ``z``."""
-    at = ("z = (" + ", ".join(f"{v:.2f}" for v in z) + ")" if len(z) <= 4
-          else f"the code its {len(z)} sliders set")
+    at = _code(z) if len(z) <= 4 else f"the code its {len(z)} sliders set"
     where = (f"; beside it, a map of {codes:,} codes of real images, coloured by digit, with a "
              f"star at z" if codes is not None and len(z) == 2 else "")
     return (f"Latent explorer, a static picture (run the notebook to move the sliders): the "
