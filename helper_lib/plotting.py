@@ -34,6 +34,9 @@ __all__ = [
     "finish_figure",
     "smallest_text_pt",
     "plot_training_loss",
+    "describe_trends",
+    "describe_medians",
+    "short_number",
     "plot_recipes",
     "plot_images",
     "plot_reconstructions",
@@ -125,12 +128,17 @@ def _plain(label: str) -> str:
     """A label as words: mathtext's ``$\\mu$`` as ``μ``, ``$z_1$`` as ``z1``."""
     greek = {"mu": "μ", "sigma": "σ", "beta": "β", "lambda": "λ", "theta": "θ", "phi": "φ"}
     label = re.sub(r"\\(mu|sigma|beta|lambda|theta|phi)", lambda m: greek[m.group(1)], label)
+    label = re.sub(r"\\hat\{?(\w)\}?", "\\1\u0302", label)  # x̂: x and a combining hat
+    label = re.sub(r"\^\{?2\}?", "²", label.replace("\\mid", "|"))  # not "0.52" for 0.5²
+    label = re.sub(r"\\(log|exp|ln) *", r"\1 ", label)
     label = re.sub(r"\\[a-zA-Z]+", "", label)
     return re.sub(r"[${}_^]", "", label).strip()
 
 
-def _num(value: float) -> str:
-    return f"{value:,.3g}" if abs(value) < 1e4 else f"{value:,.0f}"
+def short_number(value: float) -> str:
+    """A number as alt text writes it: three significant digits, without an exponent from 100
+    up (1,158, not 1.16e+03)."""
+    return f"{value:,.3g}" if abs(value) < 100 else f"{value:,.0f}"
 
 
 def describe_figure(fig: Figure) -> str:
@@ -158,10 +166,11 @@ def describe_figure(fig: Figure) -> str:
                 if abs(y[-1] - y[0]) < 0.1 * np.ptp(y):  # a bump (a density): its top
                     k = int(np.argmax(np.abs(y - y[0])))
                     where = _plain(ax.get_xlabel()) or "x"
+                    at = short_number(round(float(x[k]), 2))
                     items.append(f"{label} {'peaks at' if y[k] > y[0] else 'dips to'} "
-                                 f"{_num(y[k])} at {where} = {_num(round(float(x[k]), 2))}")
+                                 f"{short_number(y[k])} at {where} = {at}")
                 else:
-                    items.append(f"{label} from {_num(y[0])} to {_num(y[-1])}")
+                    items.append(f"{label} from {short_number(y[0])} to {short_number(y[-1])}")
         points = sum(len(c.get_offsets()) for c in ax.collections
                      if type(c).__name__ == "PathCollection")
         if points > 1:
@@ -192,6 +201,44 @@ def _running_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(values, np.ones(window) / window, mode="valid")
 
 
+def _trend(values: np.ndarray, window: int) -> str:
+    """The running mean of ``values`` over ``window`` batches in words: where it starts, a dip
+    below (or a peak above) both ends worth naming, and where it ends."""
+    avg = _running_average(values, window)
+    if len(avg) < 2:
+        return f"one running mean, {short_number(avg[0])}" if len(avg) else "no values"
+    start, end, span = avg[0], avg[-1], np.ptp(avg)
+    words = [f"starts at {short_number(start)}"]
+    low, high = int(np.argmin(avg)), int(np.argmax(avg))
+    turns = []  # batch numbers count from 1, at the window's end; in the order they happen
+    if avg[low] < min(start, end) - 0.1 * span:
+        turns.append((low, f"dips to {short_number(avg[low])} at batch {low + window:,}"))
+    if avg[high] > max(start, end) + 0.1 * span:
+        turns.append((high, f"peaks at {short_number(avg[high])} at batch {high + window:,}"))
+    return ", ".join(words + [w for _, w in sorted(turns)] + [f"ends at {short_number(end)}"])
+
+
+def _window(history: History, key: str, averaging_iterations: int) -> int:
+    return min(averaging_iterations, max(1, len(history.batch[key]) // 5))
+
+
+def describe_trends(history: History, keys: str | Sequence[str] | None = None,
+                    averaging_iterations: int = 100) -> str:
+    """The running means that :func:`plot_training_loss` draws, in words, one line per loss
+    term, e.g. ``"KL divergence (running mean of 100 batches): starts at 1.5, dips to 0.92 at
+    batch 310, ends at 4.94"``. The figure's alt text says the same; print it beside the
+    figure."""
+    keys = [keys] if isinstance(keys, str) else list(keys or history.names)
+    lines = []
+    for key in keys:
+        window = _window(history, key, averaging_iterations)
+        values = np.asarray(history.batch[key], dtype=float)
+        title = _TITLES.get(key, key)
+        lines.append(f"{title[0].upper()}{title[1:]} (running mean of {window} batches): "
+                     f"{_trend(values[np.isfinite(values)], window)}")
+    return "\n".join(lines)
+
+
 def plot_training_loss(
     history: History,
     keys: str | Sequence[str] | None = None,
@@ -207,20 +254,15 @@ def plot_training_loss(
     keys = [keys] if isinstance(keys, str) else list(keys or history.names)
     fig, axes = plt.subplots(1, len(keys), figsize=(4.6 * len(keys), 3.6), layout="constrained",
                              squeeze=False)
-    trends = []
     per_epoch = history.batches_per_epoch[0] if history.batches_per_epoch else 1
     for ax, key in zip(axes[0], keys, strict=True):
         values = np.asarray(history.batch[key], dtype=float)
         steps = np.arange(1, len(values) + 1)
         ax.plot(steps, values, lw=0.5, alpha=0.35, color="tab:blue", label="per batch")
-        window = min(averaging_iterations, max(1, len(values) // 5))
+        window = _window(history, key, averaging_iterations)
         avg = _running_average(values, window)
         ax.plot(steps[window - 1:], avg, lw=1.6, color="tab:orange",
                 label=f"running mean ({window} batches)")
-        if len(avg) > 1:
-            way = "falls" if avg[-1] < avg[0] else "rises"
-            trends.append(f"{_TITLES.get(key, key)}: running mean {way} from {_num(avg[0])} "
-                          f"to {_num(avg[-1])}")
         # y-range: the bulk of the per-batch values once the first 10% of training is over,
         # widened to the whole running mean after its first 1% (so that early trends, such as
         # the KL term first falling and then rising, stay visible, but the huge losses of the
@@ -246,9 +288,15 @@ def plot_training_loss(
         rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
         ax.legend(fontsize=9, loc="lower right" if rising else "upper right")
     epochs = len(history.batches_per_epoch)
+    trends = [line.replace(f" (running mean of {_window(history, key, averaging_iterations)} "
+                           "batches):", "") for key, line in
+              zip(keys, describe_trends(history, keys, averaging_iterations).split("\n"),
+                  strict=True)]
+    windows = sorted({_window(history, key, averaging_iterations) for key in keys})
     return finish_figure(fig, path, alt=f"Training loss per batch over {epochs} epoch"
                          f"{'s' if epochs != 1 else ''} ({sum(history.batches_per_epoch):,} "
-                         f"batches): " + "; ".join(trends))
+                         f"batches), running means of {' or '.join(map(str, windows))} batches. "
+                         + ". ".join(trends))
 
 
 def plot_recipes(
@@ -410,11 +458,28 @@ def plot_latent_space(
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or f"latent space ({type(model).__name__})")
-    centres = ", ".join(f"{d} ({c[0]:.1f}, {c[1]:.1f})" for d, c in (
-        (d, codes[labels == d].median(dim=0).values.tolist()) for d in labels.unique().tolist()))
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    shown = describe_medians(codes, labels, (x0, x1, y0, y1))
+    title = _plain(ax.get_title())
     return finish_figure(fig, path, alt=(
-        f"{_plain(ax.get_title())[0].upper()}{_plain(ax.get_title())[1:]}: {len(codes):,} images "
-        f"at their 2-D codes, coloured and labelled by digit; the digits' medians: {centres}"))
+        f"{title[0].upper()}{title[1:]}: {len(codes):,} images at their 2-D codes, coloured and "
+        "labelled by digit; " + (f"the digits' medians: {shown}" if shown else
+                                 "no digit's median lies in this view")))
+
+
+def describe_medians(codes: Tensor, labels: Tensor,
+                     view: tuple[float, float, float, float] | None = None) -> str:
+    """Each class's median code, as :func:`plot_latent_space` labels it on the map and its alt
+    text lists it: ``"0 (0.8, 1.6), 1 (0.2, -1.9), …"`` for ``codes [N, 2]`` and ``labels [N]``;
+    with ``view = (xmin, xmax, ymin, ymax)`` only the medians inside it. Print it beside the
+    map."""
+    codes, labels = torch.as_tensor(codes).cpu(), torch.as_tensor(labels).cpu()
+    found = []
+    for d in labels.unique().tolist():
+        cx, cy = codes[labels == d].median(dim=0).values.tolist()
+        if view is None or (view[0] <= cx <= view[1] and view[2] <= cy <= view[3]):
+            found.append(f"{d} ({cx:.1f}, {cy:.1f})")
+    return ", ".join(found)
 
 
 def plot_decoded_points(
@@ -534,7 +599,13 @@ def plot_bce_vs_mse(
     ax_m.set(title="squared error", xlabel="prediction $\\hat{x}$", ylabel="loss")
     ax_b.legend(fontsize=9)
     ax_m.legend(fontsize=9)
-    return finish_figure(fig, path)
+    minima = ", ".join(
+        f"{torch.nn.functional.binary_cross_entropy(torch.tensor(y), torch.tensor(y)).item():.3f}"
+        f" (target {y})" for y in targets)
+    return finish_figure(fig, path, alt=(
+        "Loss against the prediction x̂ from 0 to 1, one curve per target. Binary cross-entropy: "
+        f"each curve is lowest at its target, but not zero: {minima}. Squared error: one "
+        "parabola for every target, shifted, zero at the target"))
 
 
 def plot_kl_surface(
@@ -573,7 +644,11 @@ def plot_sample_histogram(
     ax.plot(xs, pdf, "k", lw=1.5, label=f"N({mu:g}, {sigma:g}$^2$) density")
     ax.set(xlabel="z", ylabel="density", title=title or "samples vs. target density")
     ax.legend(fontsize=9)
-    return finish_figure(fig, path)
+    heading = _plain(ax.get_title())
+    return finish_figure(fig, path, alt=(
+        f"{heading[0].upper()}{heading[1:]}: a histogram of {len(s):,} samples in {bins} bars "
+        f"(mean {s.mean():.3f}, sd {s.std(ddof=1):.3f}) drawn over the density curve of "
+        f"N({mu:g}, {sigma:g}²)"))
 
 
 def plot_ink_histogram(images: Tensor, bins: int = 51, path: PathLike = None) -> Figure:
@@ -612,9 +687,14 @@ def plot_code_histograms(codes: Tensor, bins: int = 50, path: PathLike = None,
     xs = np.linspace(-4, 4, 300)
     for j, ax in enumerate(axes[0]):
         ax.hist(c[:, j], bins=bins, range=(-4, 4), density=True, alpha=0.6, color="C0",
-                label=f"${symbol}_{j + 1}$: mean {c[:, j].mean():.2f}, sd {c[:, j].std():.2f}")
+                label=f"${symbol}_{j + 1}$: mean {c[:, j].mean():.2f}, "
+                      f"sd {c[:, j].std(ddof=1):.2f}")
         ax.plot(xs, np.exp(-0.5 * xs**2) / np.sqrt(2 * np.pi), "k", lw=1.3, label="N(0, 1)")
         ax.set_xlabel(f"$z_{j + 1}$")
         ax.legend(fontsize=9, loc="upper left")
     axes[0, 0].set_ylabel("density")
-    return finish_figure(fig, path)
+    name = _plain(f"${symbol}$")
+    return finish_figure(fig, path, alt=(
+        f"One histogram per dimension of {len(c):,} codes {name}, each over the N(0, 1) density "
+        "of the prior: " + "; ".join(f"{name}{j + 1} mean {c[:, j].mean():.2f}, sd "
+                                     f"{c[:, j].std(ddof=1):.2f}" for j in range(d))))

@@ -186,8 +186,13 @@ def test_every_page_of_the_whole_smoke_site_is_offline(tmp_path):
 def test_a_full_build_reports_the_prose_numbers_no_output_prints(tmp_path):
     nb = nbformat.v4.new_notebook()
     nb.cells = [nbformat.v4.new_markdown_cell("# T\n\nThe mean is 0.52 and the share 7.5 %."),
-                nbformat.v4.new_code_cell("print(f'mean {0.5213:.4f}')")]
+                nbformat.v4.new_code_cell("print(f'mean {0.5213:.4f}')"),
+                nbformat.v4.new_code_cell(  # a figure whose alt text quotes 0.52 and 3.25
+                    "from IPython.display import display\n"
+                    "display({'image/png': 'iVBORw0KGgo='}, raw=True, metadata={'image/png': "
+                    "{'alt': 'A curve from 0.52 to 3.25'}})")]
     path = tmp_path / "01_numbers.ipynb"
     nbformat.write(nb, path)
     report = build_site(tmp_path / "site", notebooks=[path], smoke=False, log=lambda _: None)
     assert [u.number.text for u in report.unbacked] == ["7.5 %"]  # 0.52 is printed, rounded
+    assert report.alt_numbers == ["01_numbers, cell 2: 3.25 in 'A curve from 0.52 to 3.25'"]

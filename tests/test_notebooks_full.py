@@ -22,6 +22,7 @@ def test_notebook_runs_in_full_mode(path, monkeypatch):
     outputs = [o for c in nb.cells if c.cell_type == "code" for o in c.outputs]
     assert not [o for o in outputs if o.output_type == "error"]
     assert any("image/png" in o.get("data", {}) for o in outputs), "figures are drawn"
-    from helper_lib.tools.accessibility import figure_problems
+    from helper_lib.tools.accessibility import figure_problems, unbacked_alt_numbers
 
     assert figure_problems(nb) == [], "every figure says what it shows (issue #34)"
+    assert unbacked_alt_numbers(nb) == [], "an output prints every number of every alt text"

@@ -263,6 +263,71 @@ def _running_mean_ends(values, window):
     return avg[0], avg[-1]
 
 
+def test_the_loss_trends_name_a_dip_and_a_peak_where_the_running_mean_has_one():
+    """describe_trends (printed beside the loss curves, and their alt text): a KL that falls
+    from 3 to 1 over batches 1-50, then climbs back to 3, dips; a series that rises to 9 and
+    falls back to 2 peaks. The window is 10 batches: the running mean at batch b averages
+    batches b-9..b."""
+    h = History(("kl", "total"))
+    h.batch["kl"] = [3 - 2 * i / 49 for i in range(50)] + [1 + 2 * i / 49 for i in range(50)]
+    h.batch["total"] = [2 + 7 * min(i, 99 - i) / 49.5 for i in range(100)]
+    h.batches_per_epoch = [100]
+    kl, total = plotting.describe_trends(h, averaging_iterations=10).split("\n")
+    low = sum(h.batch["kl"][45:55]) / 10  # the window that straddles the turn: batches 46-55
+    assert min(sum(h.batch["kl"][i:i + 10]) / 10 for i in range(91)) == pytest.approx(low)
+    assert kl == (f"KL divergence (running mean of 10 batches): starts at "
+                  f"{sum(h.batch['kl'][:10]) / 10:.3g}, dips to {low:.3g} at batch 55, ends at "
+                  f"{sum(h.batch['kl'][-10:]) / 10:.3g}")
+    assert ", peaks at " in total and ", dips to " not in total
+    early = History(("kl",), batch={"kl": h.batch["total"][:60] + h.batch["kl"][10:]},
+                    batches_per_epoch=[150])  # a peak, then a dip: named in that order
+    assert ", peaks at" in plotting.describe_trends(early, averaging_iterations=10).split(
+        ", dips to")[0]
+    assert total.startswith("Combined loss (running mean of 10 batches): starts at")
+    mono = History(("kl",), batch={"kl": [float(i) for i in range(100)]}, batches_per_epoch=[100])
+    assert plotting.describe_trends(mono, averaging_iterations=10) == (
+        "KL divergence (running mean of 10 batches): starts at 4.5, ends at 94.5")
+
+
+def test_the_alt_text_reads_math_labels_as_words_and_says_each_figures_numbers():
+    """mathtext becomes words ("0.5²", not the "0.52" that dropping "^" gave); the histogram of
+    samples, the BCE curves and the code histograms state the numbers a reader needs: the
+    samples' mean and sd, each BCE minimum (the target's entropy, from torch.distributions), and
+    each dimension's mean and sd (unbiased, as torch's std and the legend)."""
+    assert plotting._plain("N(1.5, 0.5$^2$) density") == "N(1.5, 0.5²) density"
+    assert plotting._plain("draws from $q(z \\mid x)$") == "draws from q(z | x)"
+    assert plotting._plain("$\\log \\sigma^2$") == "log σ²"
+    assert plotting._plain("prediction $\\hat{x}$") == "prediction x\u0302"
+    s = torch.tensor([1.0, 2.0, 3.0, 6.0])
+    fig = plotting.plot_sample_histogram(s, 1.5, 0.5, bins=4)
+    assert fig.alt_text == ("Samples vs. target density: a histogram of 4 samples in 4 bars (mean "
+                            "3.000, sd 2.160) drawn over the density curve of N(1.5, 0.5²)")
+    entropy = [torch.distributions.Bernoulli(probs=torch.tensor(t)).entropy().item()
+               for t in (0.2, 0.4)]
+    alt = plotting.plot_bce_vs_mse(targets=(0.2, 0.4)).alt_text
+    assert f"not zero: {entropy[0]:.3f} (target 0.2), {entropy[1]:.3f} (target 0.4)." in alt
+    codes = torch.tensor([[0.0, 1.0], [2.0, 1.0], [4.0, 4.0]])
+    alt = plotting.plot_code_histograms(codes).alt_text
+    assert alt == ("One histogram per dimension of 3 codes μ, each over the N(0, 1) density of "
+                   f"the prior: μ1 mean 2.00, sd 2.00; μ2 mean 2.00, sd {3 ** 0.5:.2f}")
+
+
+def test_the_medians_in_the_alt_text_are_those_the_map_labels():
+    """describe_medians (printed beside the map) and the alt text: each digit's median code; a
+    zoomed view names only the medians inside it."""
+    labels = torch.tensor([0, 0, 0, 1, 1, 1])
+    codes = torch.tensor([[0.0, 0.0], [1.0, 1.0], [2.0, 5.0], [-3.0, 4.0], [-2.0, 2.0],
+                          [-1.0, 3.0]])
+    assert plotting.describe_medians(codes, labels) == "0 (1.0, 1.0), 1 (-2.0, 3.0)"
+    assert plotting.describe_medians(codes, labels, (0, 2, 0, 2)) == "0 (1.0, 1.0)"
+    fig = plotting.plot_latent_space(ConvVAE(latent_dim=2), latents=(codes, labels),
+                                     lims=(-0.5, 1.5, -0.5, 1.5), title="zoom")
+    assert fig.alt_text.endswith("; the digits' medians: 0 (1.0, 1.0)")
+    fig = plotting.plot_latent_space(ConvVAE(latent_dim=2), latents=(codes, labels),
+                                     lims=(5, 6, 5, 6), title="zoom")
+    assert fig.alt_text.endswith("; no digit's median lies in this view")
+
+
 def test_every_figure_says_what_it_shows_from_the_data_drawn(history):
     """The alt text (fig.alt_text, and the notebook output's image/png metadata "alt") is
     written from the data: the training loss's running means, computed here independently;
@@ -273,9 +338,9 @@ def test_every_figure_says_what_it_shows_from_the_data_drawn(history):
     fig = plotting.plot_training_loss(history, keys=["total", "kl"])
     t0, t1 = _running_mean_ends(history.batch["total"], 60)
     k0, k1 = _running_mean_ends(history.batch["kl"], 60)
-    assert fig.alt_text == (f"Training loss per batch over 3 epochs (300 batches): combined "
-                            f"loss: running mean falls from {t0:.3g} to {t1:.3g}; KL "
-                            f"divergence: running mean rises from {k0:.3g} to {k1:.3g}")
+    assert fig.alt_text == (f"Training loss per batch over 3 epochs (300 batches), running "
+                            f"means of 60 batches. Combined loss starts at {t0:.3g}, ends at "
+                            f"{t1:.3g}. KL divergence starts at {k0:.3g}, ends at {k1:.3g}")
     g = torch.Generator().manual_seed(0)
     labels = torch.arange(10).repeat_interleave(20)
     codes = torch.randn(200, 2, generator=g) + labels[:, None].float()

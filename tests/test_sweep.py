@@ -9,12 +9,14 @@ from helper_lib.analysis.registry import PRETRAINED_NAMES, SWEEP, SWEEP_NAMES
 from helper_lib.analysis.report import evaluation_report, reconstruction_at_mean
 from helper_lib.analysis.sweep import get_model, get_report
 from helper_lib.analysis.sweep_plots import (
+    latent_pca,
     plot_against_latent_size,
     plot_latent_pca,
     plot_model_rows,
     plot_rate_distortion,
     plot_sample_quality,
 )
+from helper_lib.evaluate import collect_latents
 from helper_lib.models import ConvAutoencoder, ConvVAE
 
 
@@ -86,16 +88,33 @@ def test_sweep_figures_draw_what_they_are_given(tiny):
     fig = plot_sample_quality({"VAE": {d: r["samples"]["standard_normal"]
                                        for d, r in vae_reports.items()}})
     assert list(fig.axes[0].lines[0].get_ydata()) == [100.0] * 3
+    assert fig.alt_text.endswith("largest: VAE: 100.0 to 100.0, 0.900 to 0.900")
+    slow = {d: {"frechet": 1157.6 / d, "confidence": 0.5 + d / 100, "class_entropy": 1.0}
+            for d in (2, 32)}
+    assert plot_sample_quality({"AE": slow}).alt_text.endswith(  # as the table: no 1.16e+03
+        "largest: AE: 578.8 to 36.2, 0.520 to 0.820")
     fig = plot_rate_distortion({0.1: _report(5.0, 30.0, 16, 16), 10: _report(53.0, 0.0, 0, 16),
                                 784: _report(53.0, 0.0, 0, 16)})
     assert [t.get_text() for t in fig.axes[0].texts] == ["β=0.1: 16/16 active",
                                                          "β=10, 784: 0/16 active"]
+    assert fig.alt_text.endswith("β = 0.1 at (30.0, 5.0), 16 active; β = 10, 784 at (0.0, "
+                                 "53.0), 0 active")
     images = next(iter(test))[0][:4]
     fig = plot_model_rows({"vae": vae, "ae": ae}, images, n_samples=5)
     assert fig.axes[2].get_ylabel() == "vae" and fig.axes[4].get_ylabel() == "ae"
     assert fig.axes[3].images[0].get_array().shape[1] == 5 * 28 + 6 * 2  # five samples
+    assert fig.alt_text == ("4 test images, then one row per model (vae, ae): its "
+                            "reconstructions of those images, and 5 images decoded from prior "
+                            "samples")
+    pca = latent_pca({"vae": vae}, test, max_items=200)["vae"]
+    codes = collect_latents(vae, test, max_items=200)[0].double()
+    assert pca.variance == pytest.approx(codes.var(0, unbiased=False).sum().item(), rel=1e-6)
+    eig = torch.linalg.eigvalsh(torch.cov(codes.T)).flip(0)  # PCA's shares, independently
+    assert pca.shares == pytest.approx((eig[:2] / eig.sum()).tolist(), rel=1e-4)
     fig = plot_latent_pca({"vae": vae}, test, max_items=200)
     assert len(fig.axes[0].collections[0].get_offsets()) == 200
+    assert fig.alt_text.endswith(f"vae, variance {pca.variance:.3g}, PCs "
+                                 f"{100 * pca.shares[0]:.0f} % + {100 * pca.shares[1]:.0f} %")
 
 
 def test_the_log_likelihood_can_use_a_random_subset_of_the_test_set(tiny):

@@ -7,6 +7,7 @@ models themselves, and returns a Figure (never shown by the library; see
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import matplotlib.pyplot as plt
@@ -25,7 +26,7 @@ from .sample_quality import decode_prior_samples
 _DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")
 
 __all__ = ["plot_against_latent_size", "plot_sample_quality", "plot_rate_distortion",
-           "plot_model_rows", "plot_latent_pca"]
+           "plot_model_rows", "plot_latent_pca", "LatentPCA", "latent_pca"]
 
 Report = dict[str, Any]
 
@@ -101,7 +102,14 @@ def plot_sample_quality(rows: dict[str, dict[int, dict[str, float]]]) -> Figure:
     axes[0].set_yscale("log")
     axes[2].axhline(np.log(10), color="grey", ls=":", label="log 10: every digit equally")
     axes[2].legend(fontsize=9)
-    return finish_figure(fig)
+    ends = "; ".join(  # as notebook 07's table prints them
+        f"{label}: {by_d[min(by_d)]['frechet']:.1f} to {by_d[max(by_d)]['frechet']:.1f}, "
+        f"{by_d[min(by_d)]['confidence']:.3f} to {by_d[max(by_d)]['confidence']:.3f}"
+        for label, by_d in rows.items())
+    return finish_figure(fig, alt=(
+        "Prior samples' Fréchet distance, classifier confidence and class entropy against the "
+        "latent size D, one line per sampler; the first two from the smallest D to the "
+        f"largest: {ends}"))
 
 
 def _distortion(report: Report) -> float:
@@ -153,7 +161,12 @@ def plot_rate_distortion(reports: dict[float, Report]) -> Figure:
     ax.set_ylabel("distortion: squared error\nper image, z drawn from q")
     ax.set_title("the β trade-off (VAE, D = 16)")
     ax.legend(loc="upper right", fontsize=9)
-    return finish_figure(fig)
+    points = "; ".join(f"β = {', '.join(f'{b:g}' for b in group)} at ({x[i]:.1f}, {y[i]:.1f}), "
+                       f"{reports[group[0]]['active_units']['count']} active"
+                       for group in groups for i in [betas.index(group[0])])
+    return finish_figure(fig, alt=(
+        f"The β trade-off: {len(betas)} trained models at (rate in nats, distortion), with "
+        f"dashed segments of slope −β: {points}"))
 
 
 def _grid(images: Tensor, nrow: int) -> np.ndarray:
@@ -185,31 +198,68 @@ def plot_model_rows(models: dict[str, nn.Module], images: Tensor, n_samples: int
         ax.set_xticks([])
         ax.set_yticks([])
     axes[0, 1].axis("off")
-    return finish_figure(fig)
+    return finish_figure(fig, alt=(
+        f"{n} test images, then one row per model ({', '.join(models)}): its reconstructions "
+        f"of those images, and {n_samples} images decoded from prior samples"))
 
 
-def plot_latent_pca(models: dict[str, nn.Module], loader: Any, max_items: int = 2000,
-                    limit: float = 4.0) -> Figure:
-    """The posterior means of test images, projected on their first two principal components,
-    coloured by digit; one panel per model (a map of a latent space of any size).
+@dataclass(frozen=True)
+class LatentPCA:
+    """One model's posterior means projected on their first two principal components.
 
-    Every panel has the same axes, ``±limit`` (the prior's scale), so a collapsed code shows as
-    a dot in the middle instead of being blown up to fill its panel; the title gives the total
-    variance of the means (the prior's codes would have D).
+    Attributes:
+        xy: the projected means, ``[N, 2]``; labels: their digits, ``[N]``;
+        variance: the total variance of the means (the prior's codes would have D);
+        shares: the shares of that variance along PC 1 and PC 2.
     """
-    fig, axes = plt.subplots(1, len(models), figsize=(3.3 * len(models), 3.5),
-                             layout="constrained", squeeze=False)
-    for ax, (label, model) in zip(axes[0], models.items(), strict=True):
+
+    xy: Tensor
+    labels: Tensor
+    variance: float
+    shares: tuple[float, float]
+
+    def __str__(self) -> str:
+        return (f"variance of μ {self.variance:.3g}; PCs: {100 * self.shares[0]:.0f} % + "
+                f"{100 * self.shares[1]:.0f} %")
+
+
+def latent_pca(models: dict[str, nn.Module], loader: Any,
+               max_items: int = 2000) -> dict[str, LatentPCA]:
+    """The posterior means of the first ``max_items`` images of ``loader`` under each model,
+    on their first two principal components (:class:`LatentPCA`). Print it, then draw it with
+    :func:`plot_latent_pca`."""
+    found = {}
+    for label, model in models.items():
         codes, labels = collect_latents(model, loader, max_items=max_items)
         centred = codes.double() - codes.double().mean(0)
         if centred.abs().max() < 1e-9:  # a collapsed code: every image at one point
-            xy = torch.zeros(len(codes), 2)
-            share = [0.0, 0.0]
+            xy, share = torch.zeros(len(codes), 2), [0.0, 0.0]
         else:
             _, s, v = torch.linalg.svd(centred, full_matrices=False)
             xy = (centred @ v[:2].T).float() if v.shape[0] > 1 else torch.cat(
                 [centred @ v[:1].T, torch.zeros(len(codes), 1)], 1).float()
             share = (s.square() / s.square().sum())[:2].tolist() + [0.0]
+        found[label] = LatentPCA(xy, labels, float(centred.square().sum(1).mean()),
+                                 (share[0], share[1]))
+    return found
+
+
+def plot_latent_pca(pca: dict[str, LatentPCA] | dict[str, nn.Module], loader: Any = None,
+                    max_items: int = 2000, limit: float = 4.0) -> Figure:
+    """The posterior means of test images, projected on their first two principal components,
+    coloured by digit; one panel per model (a map of a latent space of any size). Pass what
+    :func:`latent_pca` returns, or the models and a ``loader`` to compute it here.
+
+    Every panel has the same axes, ``±limit`` (the prior's scale), so a collapsed code shows as
+    a dot in the middle instead of being blown up to fill its panel; the title gives the total
+    variance of the means (the prior's codes would have D).
+    """
+    if not all(isinstance(v, LatentPCA) for v in pca.values()):
+        pca = latent_pca(pca, loader, max_items)  # type: ignore[arg-type]
+    fig, axes = plt.subplots(1, len(pca), figsize=(3.3 * len(pca), 3.5),
+                             layout="constrained", squeeze=False)
+    for ax, (label, found) in zip(axes[0], pca.items(), strict=True):  # type: ignore[union-attr]
+        xy, labels = found.xy, found.labels
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=_DIGITS, s=3, vmin=-0.5,
                              vmax=9.5)
         for digit in labels.unique().tolist():  # each class named on the plot, not by colour
@@ -218,13 +268,16 @@ def plot_latent_pca(models: dict[str, nn.Module], loader: Any, max_items: int = 
                 ax.text(cx, cy, str(digit), ha="center", va="center", fontsize=9,
                         fontweight="bold", color="black", clip_on=True,
                         path_effects=[patheffects.withStroke(linewidth=2, foreground="white")])
-        total = float(centred.square().sum(1).mean())
-        ax.set_title(f"{label}\nvariance of μ {total:.3g}; PCs: {100 * share[0]:.0f} % + "
-                     f"{100 * share[1]:.0f} %", fontsize=9)
+        ax.set_title(f"{label}\n{found}", fontsize=9)
         ax.set_xlim(-limit, limit)
         ax.set_ylim(-limit, limit)
         ax.set_aspect("equal")
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     fig.colorbar(scatter, ax=axes[0, -1], ticks=range(10), label="digit")
-    return finish_figure(fig)
+    first = next(iter(pca.values()))
+    return finish_figure(fig, alt=(
+        f"Posterior means of {len(first.labels):,} test images on their first two principal "
+        "components, coloured and labelled by digit: " + "; ".join(
+            f"{label}, variance {found.variance:.3g}, PCs {100 * found.shares[0]:.0f} % + "
+            f"{100 * found.shares[1]:.0f} %" for label, found in pca.items())))  # type: ignore

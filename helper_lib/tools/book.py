@@ -284,13 +284,15 @@ def build_site(
         execute: ``False`` converts the notebooks as they are (no outputs); for quick checks.
         timeout: seconds one cell may run.
         log: where progress lines go.
-        check_numbers: in a full-mode build of every notebook, fail if a number in the prose is
-            printed by no output (:func:`helper_lib.tools.prose_numbers.unbacked_numbers`); the
-            report's ``unbacked`` lists them for any executed full-mode build.
+        check_numbers: in a full-mode build of every notebook, fail if a number in the prose or
+            in a figure's alt text is printed by no output
+            (:func:`helper_lib.tools.prose_numbers.unbacked_numbers`,
+            :func:`helper_lib.tools.accessibility.unbacked_alt_numbers`); the report's
+            ``unbacked`` and ``alt_numbers`` list them for any executed full-mode build.
 
     Raises:
-        BookError: a notebook is missing or fails, or (``check_numbers``) a prose number is
-            unbacked.
+        BookError: a notebook is missing or fails, or (``check_numbers``) a number in the prose
+            or in an alt text is unbacked.
     """
     from nbconvert import HTMLExporter, SlidesExporter
 
@@ -345,13 +347,16 @@ def build_site(
             report.alt_numbers = [f"{name}, {line}" for name, _, nb in executed
                                   for line in unbacked_alt_numbers(nb)]
             log(f"figures whose alt text quotes a number no output prints: "
-                f"{len(report.alt_numbers)} (read from the data drawn)")
+                f"{len(report.alt_numbers)}" + "".join(f"\n  {line}"
+                                                      for line in report.alt_numbers))
     if execute and not smoke:
         report.unbacked = unbacked_numbers({name: nb for name, _, nb in executed})
         log(f"prose numbers: {len(report.unbacked)} printed by no output")
-        if report.unbacked and check_numbers and notebooks is None:
-            raise BookError("numbers in the prose that no output prints (full mode):\n"
-                            + format_unbacked(report.unbacked))
+        if (report.unbacked or report.alt_numbers) and check_numbers and notebooks is None:
+            raise BookError("numbers in the prose or in a figure's alt text that no output "
+                            "prints (full mode):\n" + "\n".join(
+                                ([format_unbacked(report.unbacked)] if report.unbacked else [])
+                                + report.alt_numbers))
     log("writing the pages, slides and handouts")
 
     names = [name for name, _, _ in executed]

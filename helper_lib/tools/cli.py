@@ -498,8 +498,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="then audit every page and slide deck with axe-core in Chromium for "
                         "WCAG 2.1 AA (docs/accessibility.md); exit 1 on a violation")
     p.add_argument("--allow-unbacked-numbers", action="store_true",
-                   help="build even if a number in the prose is printed by no output (full mode "
-                   "only checks it)")
+                   help="build even if a number in the prose or in a figure's alt text is "
+                   "printed by no output (full mode only checks it)")
     p.set_defaults(func=cmd_book)
 
     p = sub.add_parser("doctor", formatter_class=fmt,
