@@ -308,3 +308,32 @@ def test_a_shard_out_of_range_is_one_line_and_exit_2(fake_grading, tmp_path, cap
     assert not (tmp_path / "out").exists()
     with pytest.raises(GradingError, match="out of range"):
         grade([fake_grading["subs"]], tmp_path / "out", unprotected=True, shard=(4, 3))
+
+
+def test_a_shard_with_no_student_of_a_small_class_still_merges(fake_grading, tmp_path,
+                                                               monkeypatch):
+    """More shards than the class fills (a matrix is fixed before the class is known): the
+    empty ones write their manifest, an empty grades.csv and a figure that says so."""
+    import helper_lib.tools.grading as grading
+    import helper_lib.tools.sandbox as sandbox
+
+    monkeypatch.setattr(sandbox, "_bwrap", lambda: None)
+    monkeypatch.setattr(grading, "_inputs", lambda notebooks: tmp_path)
+    monkeypatch.setattr(grading, "_library_copy", lambda where, *args: where)
+    monkeypatch.setattr(grading, "_run_one", _fake_run)
+    (tmp_path / "S" / "ann").mkdir(parents=True)
+    (tmp_path / "S" / "ann" / "lab.ipynb").write_bytes(
+        (fake_grading["subs"] / "ann" / "lab.ipynb").read_bytes())
+    n = 3
+    for k in range(1, n + 1):
+        grade([tmp_path / "S"], tmp_path / f"s{k}", unprotected=True, shard=(k, n),
+              log=lambda line: None)
+    empty = [k for k in range(1, n + 1) if k != shard_of("ann", n)]
+    assert (tmp_path / f"s{empty[0]}" / "grades.csv").read_bytes() == \
+        b"student,03.1,03.2,03.3,total\r\n"
+    rows = merge([tmp_path / f"s{k}" for k in range(1, n + 1)], tmp_path / "merged",
+                 log=lambda line: None)
+    grade([tmp_path / "S"], tmp_path / "whole", unprotected=True, log=lambda line: None)
+    assert [r["student"] for r in rows] == ["ann"]
+    assert (tmp_path / "merged" / "grades.csv").read_bytes() == \
+        (tmp_path / "whole" / "grades.csv").read_bytes()

@@ -654,10 +654,11 @@ def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(columns) + 2.5), height),
                                       gridspec_kw={"height_ratios": [1.6, max(1, len(rows) / 6)]},
                                       layout="constrained")
-    if not columns:  # nobody handed in a notebook of the course
+    if not columns or not rows:  # nobody handed in a notebook of the course, or a shard is empty
         for ax in (top, bottom):
             ax.set_axis_off()
-        top.set_title(f"{len(rows)} submissions, none of them a notebook of the course")
+        top.set_title(f"{len(rows)} submissions, none of them a notebook of the course" if rows
+                      else "no submissions in this share of the class")
         fig.savefig(out, dpi=110)
         plt.close(fig)
         return
