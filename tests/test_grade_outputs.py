@@ -7,7 +7,7 @@ formats are checked against what the platforms publish:
 * Canvas: the rules of its gradebook importer (instructure/canvas-lms,
   ``app/models/gradebook_importer.rb``): a header row whose first cells are ``Student`` and
   ``ID``, then ``SIS User ID`` and ``SIS Login ID``, then ``Section`` as the last column about
-  the student; a ``Points Possible`` row; a score is a number or blank (no change).
+  the student; a ``Points Possible`` row; a score is a number or blank (no score).
 * Moodle: its CSV grade import (``grade/import/csv/classes/load_data.php``) maps one column to
   the user and refuses the whole file at a user it cannot find, and takes a blank identity for
   the previous row's user; a grade is a number, or blank for none.
@@ -119,7 +119,7 @@ def test_canvas_csv_follows_the_gradebook_importers_rules(fake_grading):
     by_name = {row[0]: row for row in rows}
     totals = {s: r["total"] for s, r in _reports(out).items()}
     assert by_name["Ann, A."] == ["Ann, A.", "101", "S01", "ann1", "L01", str(totals["ann"])]
-    assert by_name["Gho St"][1:] == ["109", "S09", "gh9", "L02", ""]  # no submission: no change
+    assert by_name["Gho St"][1:] == ["109", "S09", "gh9", "L02", ""]  # no submission: no score
     assert by_name["dee"] == ["dee", "", "", "", "", str(totals["dee"])]  # not on the roster
     assert by_name["zed"][5] == "0"  # handed in no notebook: 0, the reason in the report
     assert "'=HYPERLINK(\"x\",\"appeal\")" in by_name  # a name is never a formula

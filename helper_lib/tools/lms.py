@@ -7,7 +7,7 @@ All three are made from the same reports (:func:`helper_lib.tools.grading.grade`
   (instructure/canvas-lms, ``app/models/gradebook_importer.rb``): the header ``Student, ID,
   SIS User ID, SIS Login ID, Section``, then one column per assignment, here one per course
   notebook (its points, out of its number of exercises); a second row ``Points Possible``. A
-  blank score leaves the gradebook's cell as it is.
+  blank cell is no score (the importer reads blank and ``-`` alike).
 * **Moodle** (``moodle.csv``): a CSV for Moodle's grade import (``grade/import/csv``), which
   asks which column identifies the user (``Email address``, ``ID number`` or ``Username`` here)
   and which column fills which grade item. Moodle refuses the whole file at a user it cannot
@@ -160,7 +160,8 @@ def _roster_order(reports: Sequence[Mapping[str, Any]], roster: Roster,
             f"without an identity ({then}): {named(unknown)}")
     if absent:
         log(f"WARNING: {platform}: {len(absent)} student(s) on the roster handed in nothing, "
-            f"written with blank scores (which leave the gradebook as it is): {named(absent)}")
+            f"written with blank scores (no score from this run; a grade entered by hand may "
+            f"be cleared, so check them before importing): {named(absent)}")
     return out
 
 
