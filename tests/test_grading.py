@@ -156,7 +156,7 @@ def graded(tmp_path_factory):
     checks_hash = _sha(real_checks)
     lines: list[str] = []
     rows = grade([subs], out, timeout=20, memory_mb=2500, keep_answers=True, log=lines.append,
-                 disk_mb=64)
+                 disk_mb=64, feedback=True, formats=["gradescope"])
     listener.close()
     return {"rows": {r["student"]: r for r in rows}, "out": out, "log": lines, "alice": alice,
             "checks_hash": checks_hash, "connections": connections, "real_checks": real_checks}
@@ -215,6 +215,114 @@ def test_hostile_submissions_reach_nothing_outside_their_scratch_folder(graded):
     # other students, the checks, the grades, /root; and no host folder named inside
     assert seen == [False, False, False, False, False]
     assert graded["connections"] == []  # no connection reached the grader's loopback
+
+
+def _references(notebook: str) -> list[float]:
+    """Every number of every reference of ``notebook``'s exercises: the answers that
+    checks.py scores correct (the solutions' answers, tests/data/solution_answers.json.gz;
+    function answers: their results on the checker's own inputs), confirmed here by
+    ``checks.score``. Whole numbers under 10 are left out: a hint may say "from 0 to 1"."""
+    import gzip
+
+    from helper_lib.tools.checks import score
+    from helper_lib.tools.exercises import NOTEBOOKS
+
+    solutions = json.loads(gzip.decompress((REPO / "tests" / "data" /
+                                            "solution_answers.json.gz").read_bytes()))
+
+    def numbers(value):
+        if isinstance(value, dict):
+            return [n for v in value.values() for n in numbers(v)]
+        if isinstance(value, list):
+            return [n for v in value for n in numbers(v)]
+        return [] if isinstance(value, bool) or not isinstance(value, (int, float)) else [value]
+
+    found = []
+    for ex in NOTEBOOKS[notebook]:
+        assert score(ex.id, solutions[ex.id]).status == "correct"
+        found += [float(n) for n in numbers(solutions[ex.id])]
+    return [n for n in found if not (n == int(n) and abs(n) < 10)]
+
+
+#: A number as a page writes it: ``0.135``, ``.14``, ``1,234``, ``13.5 %`` (the sign apart);
+#: not a part of a version (``0.4.0``) or of a longer number.
+_WRITTEN = __import__("re").compile(
+    r"(?<![\d.])(\d{1,3}(?:,\d{3})+(?:\.\d+)?|\d*\.\d+|\d+)(?![\d.]*\d)(\s*%)?")
+
+
+def _shown(reference: float, text: str, asked: str = "") -> list[str]:
+    """The numbers of ``text`` that are ``reference`` at the decimals they are written with
+    (rounded or cut, at any number of decimals; a percentage as its fraction); a whole number
+    only for a reference of 10 or more. A number that the question itself states (``asked``:
+    "the log sigma^2 that gives sigma = 0.1") is no reference shown."""
+    def written(digits: str, percent: str) -> tuple[float, int]:
+        return (float(digits.replace(",", "")) / (100 if percent else 1),
+                len(digits.partition(".")[2]) + (2 if percent else 0))
+
+    r, out = abs(reference), []
+    stated = {written(*found) for found in _WRITTEN.findall(asked)}
+    for digits, percent in _WRITTEN.findall(text):
+        value, decimals = written(digits, percent)
+        if (value, decimals) not in stated and (decimals > 0 or r >= 10) and \
+                abs(r - value) < 10.0 ** -decimals:
+            out.append(digits + percent)
+    return out
+
+
+@NEEDS_SANDBOX
+def test_each_student_gets_a_feedback_page_with_their_own_work_only(graded):
+    """Every page shows its student's points, verdicts, hints and cell errors, escaped; and
+    none shows a reference value at any rounding, a line of the checks' code, or another
+    student's name, errors or problem."""
+    import html as html_module
+    import re
+
+    out = graded["out"]
+    reports = {p.stem: json.loads(p.read_text()) for p in (out / "reports").glob("*.json")}
+    pages = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.html")}
+    assert set(pages) == set(reports) and len(pages) == 14
+    from helper_lib.tools.exercises import NOTEBOOKS
+
+    references = _references("03_logvar_trick")
+    assert len(references) > 50  # 03.1's four numbers, 03.2's gradients, 03.3's
+    asked = " ".join(ex.expects for ex in NOTEBOOKS["03_logvar_trick"])
+    assert _shown(0.135335, "σ is 0.1353 here, or 0.14, or .1", asked) == ["0.1353", "0.14"]
+    code_lines = [line.strip() for line in graded["real_checks"].read_text().splitlines()
+                  if len(line.strip()) > 24 and line.strip()[0] not in "\"'#)"]
+    for name, page in pages.items():
+        report = reports[name]
+        text = re.sub(r"<style>.*?</style>|<[^>]+>", " ", page, flags=re.S)
+        text = re.sub(r"\s+", " ", html_module.unescape(text))
+        assert page.startswith('<!DOCTYPE html>\n<html lang="en">')
+        assert f"<title>Feedback for {report['student']}: " in page and page.count("<h1>") == 1
+        assert f"Score: {report['total']} of {report['of']} points." in text
+        for reference in references:
+            assert not _shown(reference, text, asked), (name, reference)
+        assert not [line for line in code_lines if line in text], name
+        for other, theirs in reports.items():
+            if other == name:
+                continue
+            assert not re.search(rf"\b{re.escape(theirs['student'])}\b", text), (name, other)
+            for error in theirs["cell_errors"]:
+                assert error["error"] not in text or any(
+                    error["error"] == e["error"] for e in report["cell_errors"]), (name, other)
+        for ex, verdict in report["exercises"].items():
+            row = page.split(f'<th scope="row">{ex}</th>')[1].split("</tr>")[0]
+            assert html_module.escape(verdict["message"]) in row and f"{verdict['points']} of 1" \
+                in row
+    assert '<th scope="col">Verdict</th>' in pages["alice"] and "✓ correct" in pages["alice"]
+    assert "could not write: [" in pages["writer"]
+    assert "could not signal: [&#x27;ProcessLookupError&#x27;" in pages["signaller"]  # escaped
+    assert "ran past the time limit" in pages["deaf"]
+    assert "not a notebook" in pages["notanotebook"] and "No exercise was scored" in \
+        pages["notanotebook"]
+    assert "<script" not in "".join(pages.values())
+    result = json.loads((out / "gradescope" / "alice.json").read_text())
+    assert result["score"] == 3 and [t["score"] for t in result["tests"]] == [1, 1, 1]
+    for path in (out / "gradescope").glob("*.json"):  # what a student reads: the outputs
+        result = json.loads(path.read_text())
+        shown = " ".join([result["output"], *(t["output"] for t in result["tests"])])
+        assert all(not _shown(r, shown, asked) for r in references), path.name
 
 
 def test_students_are_named_by_their_folder_or_else_by_their_file(tmp_path):

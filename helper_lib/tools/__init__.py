@@ -9,6 +9,11 @@
   and ``check("NN.k", answer)``.
 * :mod:`~helper_lib.tools.grading`, :mod:`~helper_lib.tools.grading_run`,
   :mod:`~helper_lib.tools.sandbox`: ``grade``, a class's notebooks run in a bubblewrap sandbox.
+* :mod:`~helper_lib.tools.lms`, :mod:`~helper_lib.tools.feedback`,
+  :mod:`~helper_lib.tools.similarity`, :mod:`~helper_lib.tools.shards`
+  (:mod:`~helper_lib.tools.pages`): what ``grade`` writes besides ``grades.csv``: Canvas's,
+  Moodle's and Gradescope's files, a page per student, the similarity report; a class graded in
+  shards and merged.
 * :mod:`~helper_lib.tools.doctor`, :mod:`~helper_lib.tools.speed`: is this machine ready, and how
   long an epoch takes here.
 * :mod:`~helper_lib.tools.accessibility`: the notebooks' static accessibility check.

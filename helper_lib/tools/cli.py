@@ -8,6 +8,8 @@ Examples::
     python -m helper_lib evaluate runs/vae/model.pt --k 100
     python -m helper_lib sample runs/vae/model.pt --n 100 --out runs/vae/samples.png
     python -m helper_lib grade SUBMISSIONS --out grades   # a class's notebooks (docs/grading.md)
+    python -m helper_lib grade SUBMISSIONS --out g1 --shard 1/2   # ... on two machines,
+    python -m helper_lib grade merge g1 g2 --out grades           # then merged
 """
 
 from __future__ import annotations
@@ -269,6 +271,7 @@ def cmd_evaluate(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
     from .grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, GradingError, grade
     from .sandbox import DEFAULT_DISK_MB, DEFAULT_PROCESSES
+    from .shards import parse_shard
 
     timeout = DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout
     memory = DEFAULT_MEMORY_MB if args.memory is None else args.memory
@@ -281,9 +284,41 @@ def cmd_grade(args: argparse.Namespace, argv: Sequence[str]) -> int:
               "--disk at least 64, --output at least 1 and --jobs at least 1", file=sys.stderr)
         return 2
     try:
+        shard = parse_shard(args.shard) if args.shard is not None else None
         grade(args.submissions, args.out, timeout=timeout, memory_mb=memory, jobs=args.jobs,
               unprotected=args.unprotected, keep_answers=args.keep_answers,
-              notebooks=args.notebook, processes=processes, disk_mb=disk, output_kb=output)
+              notebooks=args.notebook, processes=processes, disk_mb=disk, output_kb=output,
+              formats=args.format or (), roster=args.roster, feedback=args.feedback,
+              similarity=args.similarity, shard=shard)
+    except GradingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
+def merge_parser() -> argparse.ArgumentParser:
+    """``python -m helper_lib grade merge DIR... --out OUT``: a parser of its own, since
+    ``grade``'s positional arguments are submissions (a folder named merge: ``./merge``)."""
+    p = argparse.ArgumentParser(
+        prog="python -m helper_lib grade merge",
+        description="Combine the output folders of grade --shard 1/N ... N/N into one: the "
+        "same grades.csv, byte for byte, as grading the class on one machine, with scores.png, "
+        "the Canvas and Moodle files the shards were asked for, and every report, feedback "
+        "page and Gradescope result. Refuses shards of different runs or versions, and a "
+        "missing or repeated shard, writing nothing.")
+    p.add_argument("shards", nargs="*", metavar="DIR", help="the shards' output folders")
+    p.add_argument("--out", required=True, help="a new folder for the merged grades")
+    return p
+
+
+def cmd_grade_merge(argv: Sequence[str]) -> int:
+    """``grade merge``: exit 0, or 2 with one line on bad input."""
+    from .grading import GradingError
+    from .shards import merge
+
+    args = merge_parser().parse_args(list(argv))
+    try:
+        merge(args.shards, args.out)
     except GradingError as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
@@ -516,7 +551,8 @@ def build_parser() -> argparse.ArgumentParser:
                        description="Re-execute each submission from scratch in a sandbox (no "
                        "network, unprivileged, time and memory limits), take its answers out as "
                        "JSON and score them here. A submission is named by its folder "
-                       "(SUBMISSIONS/<student>/<notebook>.ipynb) or else its file name.")
+                       "(SUBMISSIONS/<student>/<notebook>.ipynb) or else its file name. "
+                       "'grade merge DIR... --out OUT' combines the folders of --shard runs.")
     p.add_argument("submissions", nargs="*", help="notebooks, or folders searched for *.ipynb")
     p.add_argument("--out", required=True, help="folder for grades.csv, reports/, scores.png")
     p.add_argument("--timeout", type=float, default=None,
@@ -544,6 +580,24 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade only this course notebook (03, or 03_logvar_trick; repeatable); "
                         "a submission of another one gets a row that says so, and no points "
                         "(default: whichever notebook each submission is)")
+    p.add_argument("--format", action="append", default=None, metavar="canvas|moodle|gradescope",
+                   help="also write the platform's file (repeatable): canvas.csv (gradebook "
+                        "import) and moodle.csv (grade import), which need --roster, and "
+                        "gradescope/<student>.json (results.json)")
+    p.add_argument("--roster", default=None, metavar="CSV",
+                   help="the class's identities on Canvas or Moodle: a CSV with a 'student' "
+                        "column (the submission's folder name) and name, canvas_id, "
+                        "sis_user_id, login_id, section, email (docs/grading.md)")
+    p.add_argument("--feedback", action="store_true",
+                   help="also write a page per student to DIR/feedback/<student>.html: their "
+                        "points, verdicts, hints and cell errors, nothing else")
+    p.add_argument("--similarity", action="store_true",
+                   help="also write DIR/similarity.html: pairs of submissions ranked by how "
+                        "alike their code is, the handout's code left out (a reason to look, "
+                        "not a verdict)")
+    p.add_argument("--shard", default=None, metavar="K/N",
+                   help="grade only shard K of N (a stable share: by a hash of each name); "
+                        "combine the N folders with 'grade merge DIR... --out OUT'")
     p.set_defaults(func=cmd_grade)
 
     p = sub.add_parser("manifest", formatter_class=fmt,
@@ -619,6 +673,8 @@ def cmd_book(args: argparse.Namespace, argv: Sequence[str]) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point; returns the exit status."""
     argv = list(sys.argv[1:] if argv is None else argv)
+    if argv[:2] == ["grade", "merge"]:
+        return cmd_grade_merge(argv[2:])
     args = build_parser().parse_args(argv)
     try:
         return args.func(args, argv)

@@ -7,7 +7,11 @@ submission, no grades and no reference answers. Its answers come out as plain JS
 process, by :mod:`helper_lib.tools.checks`. Two submissions run at once on a 2-core machine.
 
 Writes ``DIR/grades.csv`` (a row per submission, a column per exercise, ``total``),
-``DIR/reports/<student>.json`` (every point lost, with its reason) and ``DIR/scores.png``.
+``DIR/reports/<student>.json`` (every point lost, with its reason) and ``DIR/scores.png``; on
+request, from the same reports, the platforms' files (:mod:`helper_lib.tools.lms`), a feedback
+page per student (:mod:`helper_lib.tools.feedback`) and a similarity report
+(:mod:`helper_lib.tools.similarity`). ``--shard K/N`` grades a share of the class for
+``grade merge`` (:mod:`helper_lib.tools.shards`).
 
 The sandbox runs the grader's own helper_lib, whatever version wrote the handout. A handout
 records that version (``helper_lib.version`` in its metadata, :func:`helper_lib.tools.book
@@ -58,8 +62,8 @@ from .sandbox import (
 )
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "RunOutput", "Submission",
-           "expected_notebooks", "grade", "parse_json", "parse_result", "recognise",
-           "recorded_version", "run_with_log_tail", "students", "version_note"]
+           "csv_cell", "expected_notebooks", "grade", "parse_json", "parse_result", "recognise",
+           "recorded_version", "run_with_log_tail", "students", "version_note", "write_grades"]
 
 DEFAULT_TIMEOUT_S = 300
 DEFAULT_MEMORY_MB = 4000
@@ -278,7 +282,7 @@ def _submission(student: str, files: Sequence[Path]) -> Submission:
 _FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
-def _csv_cell(value: Any) -> Any:
+def csv_cell(value: Any) -> Any:
     """A cell of grades.csv that a spreadsheet shows as text: a string that starts like a
     formula gets a leading ``'``, as OWASP advises; numbers are left alone."""
     if isinstance(value, str) and value.startswith(_FORMULA_START):
@@ -650,10 +654,11 @@ def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
     fig, (top, bottom) = plt.subplots(2, 1, figsize=(max(6, 0.6 * len(columns) + 2.5), height),
                                       gridspec_kw={"height_ratios": [1.6, max(1, len(rows) / 6)]},
                                       layout="constrained")
-    if not columns:  # nobody handed in a notebook of the course
+    if not columns or not rows:  # nobody handed in a notebook of the course, or a shard is empty
         for ax in (top, bottom):
             ax.set_axis_off()
-        top.set_title(f"{len(rows)} submissions, none of them a notebook of the course")
+        top.set_title(f"{len(rows)} submissions, none of them a notebook of the course" if rows
+                      else "no submissions in this share of the class")
         fig.savefig(out, dpi=110)
         plt.close(fig)
         return
@@ -685,6 +690,30 @@ def _figure(rows: list[dict[str, Any]], columns: list[str], out: Path) -> None:
     plt.close(fig)
 
 
+def write_grades(out: Path, rows: Sequence[Mapping[str, Any]], columns: Sequence[str]) -> None:
+    """Write ``out/grades.csv`` (``rows`` under the header ``student, *columns, total``, each
+    text cell neutralised by :func:`csv_cell`) and ``out/scores.png`` (:func:`_figure`):
+    ``grade`` and ``grade merge`` both write them so."""
+    with open(Path(out) / "grades.csv", "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=["student", *columns, "total"])
+        writer.writeheader()
+        writer.writerows({k: csv_cell(v) for k, v in row.items()} for row in rows)
+    _figure([dict(row) for row in rows], list(columns), Path(out) / "scores.png")
+
+
+def _digest(sub: Submission) -> str:
+    """What a run's identity records of a submission (:func:`helper_lib.tools.shards.run_id`):
+    its file's SHA-256 where it was read as a notebook, else the reason it was not."""
+    import hashlib
+
+    if sub.notebook is None or sub.path.is_symlink():
+        return "not run: " + sub.problem
+    try:
+        return hashlib.sha256(sub.path.read_bytes()).hexdigest()
+    except OSError as err:
+        return f"unreadable: {err}"
+
+
 def expected_notebooks(names: Sequence[str] | None) -> set[str] | None:
     """The course notebooks that ``--notebook`` names (``"03"`` or ``"03_logvar_trick"``), or
     ``None`` for no restriction.
@@ -711,7 +740,12 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
           notebooks: Sequence[str] | None = None,
           processes: int = DEFAULT_PROCESSES,
           disk_mb: int = DEFAULT_DISK_MB,
-          output_kb: int = LOG_TAIL_BYTES // 1000) -> list[dict[str, Any]]:
+          output_kb: int = LOG_TAIL_BYTES // 1000,
+          formats: Sequence[str] = (),
+          roster: str | os.PathLike | None = None,
+          feedback: bool = False,
+          similarity: bool = False,
+          shard: tuple[int, int] | None = None) -> list[dict[str, Any]]:
     """Grade the notebooks ``paths`` (files, or folders searched for ``*.ipynb``) into ``out``.
 
     ``keep_answers`` also writes each submission's harvested answers (plain JSON) to
@@ -721,6 +755,13 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
     ``output_kb`` how much of its output (the last) the grader keeps;
     ``jobs`` runs at once get equal shares of the CPU where the machine has a cpu or cpuset
     cgroup (:class:`~helper_lib.tools.sandbox.RunCap`), and without one ``jobs`` defaults to 1.
+    ``formats`` (``canvas``, ``moodle``, ``gradescope``) writes the platforms' files, Canvas's
+    and Moodle's with the identities of ``roster`` (:mod:`helper_lib.tools.lms`); ``feedback``
+    writes ``out/feedback/<student>.html`` (:mod:`helper_lib.tools.feedback`); ``similarity``
+    writes ``out/similarity.html`` (:mod:`helper_lib.tools.similarity`). ``shard`` ``(K, N)``
+    runs only the students of shard K of N and writes its manifest for ``grade merge``
+    (:mod:`helper_lib.tools.shards`): there the Canvas and Moodle files are left to the merge,
+    and the similarity report (which compares the whole class, and runs no kernel) to shard 1.
     Returns the rows of ``grades.csv``.
 
     One submission never costs another its grade: a file that is no notebook of the course,
@@ -729,10 +770,32 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
     Raises:
         GradingError: bad input (nothing is graded): no submissions, a path that does not exist,
-            ``out`` already holds grades, an unknown ``notebooks`` name, or a missing protection
-            without ``unprotected``.
+            ``out`` already holds grades, an unknown ``notebooks`` name or format, a roster that
+            cannot be read or that Canvas or Moodle needs and is not given, a shard out of
+            range, or a missing protection without ``unprotected``.
     """
+    from . import lms, shards
+
     expected = expected_notebooks(notebooks)
+    unknown = [f for f in formats if f not in lms.FORMATS]
+    if unknown:
+        raise GradingError(f"--format {unknown[0]!r} is none of {', '.join(lms.FORMATS)}")
+    formats = list(dict.fromkeys(formats))
+    if shard is not None:
+        shard = shards.parse_shard(f"{shard[0]}/{shard[1]}")
+    lms_formats = [f for f in formats if f in ("canvas", "moodle")]
+    if lms_formats and roster is None:
+        raise GradingError(f"--format {lms_formats[0]} needs --roster FILE: a CSV with a "
+                           f"'student' column and the platform's identities (docs/grading.md)")
+    the_roster = lms.read_roster(roster, lms_formats) if roster is not None else None
+    if similarity:
+        try:
+            import copydetect  # noqa: F401 - the matching (helper_lib.tools.similarity)
+        except ImportError:
+            raise GradingError("--similarity needs copydetect: pip install 'helper_lib[grading]' "
+                               "(or pip install -r requirements.txt in the clone)") from None
+    if the_roster is not None and not lms_formats:
+        log("note: --roster is read only by --format canvas and --format moodle")
     for p in map(Path, paths):
         if not p.exists() and not p.is_symlink():
             raise GradingError(f"{p}: no such file or folder")
@@ -753,8 +816,23 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             sub.problem = (f"this is {sub.notebook}, and this run grades "
                            f"{', '.join(sorted(expected))} only: not graded")
             sub.notebook = None
+    whole = subs  # the class; with --shard, only this shard's share of it is run
+    columns = [ex for ex in EXERCISES if any(EXERCISES[ex].notebook == s.notebook for s in whole)]
+    report_names = dict(zip([s.student for s in whole], _report_names([s.student for s in whole]),
+                            strict=True))
+    if shard is not None:
+        subs = [s for s in whole if shards.shard_of(s.student, shard[1]) == shard[0]]
+        settings = {"timeout": timeout, "memory_mb": memory_mb, "processes": processes,
+                    "disk_mb": disk_mb, "output_kb": output_kb, "unprotected": unprotected,
+                    "notebooks": sorted(expected) if expected else None,
+                    "keep_answers": keep_answers, "formats": formats, "feedback": feedback,
+                    "similarity": similarity,
+                    "roster": the_roster.to_json() if the_roster is not None else None}
+        run = shards.run_id([(s.student, _digest(s)) for s in whole], settings)
+        log(f"shard {shard[0]}/{shard[1]} of run {run}: {len(subs)} of the class's "
+            f"{len(whole)} submission(s)")
     if jobs is None:
-        jobs = min(len(subs), len(os.sched_getaffinity(0))) if cpu_shared() else 1
+        jobs = max(1, min(len(subs), len(os.sched_getaffinity(0)))) if cpu_shared() else 1
     shields = protections(timeout, memory_mb, processes, disk_mb, jobs, output_kb)
     missing = [p for p in shields if not p.active]
     for p in shields:
@@ -809,9 +887,9 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
 
         with ThreadPoolExecutor(max_workers=jobs) as pool:
             list(pool.map(work, runnable))
-    columns = [ex for ex in EXERCISES if any(EXERCISES[ex].notebook == s.notebook for s in subs)]
-    t_score, rows = time.perf_counter(), []
-    for sub, file_name in zip(subs, _report_names([s.student for s in subs]), strict=True):
+    t_score, rows, reports = time.perf_counter(), [], []
+    for sub in subs:
+        file_name = report_names[sub.student]
         scored = _score(sub) if sub.notebook is not None else {}
         row: dict[str, Any] = {"student": sub.student}
         row.update({c: scored[c]["points"] if c in scored else "" for c in columns})
@@ -825,16 +903,35 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                   "protections": [str(p) for p in shields], "notes": sub.notes}
         (out / "reports" / f"{file_name}.json").write_text(json.dumps(report, indent=1,
                                                                       ensure_ascii=False))
+        reports.append((file_name, report))
         if keep_answers:
             (out / "answers").mkdir(exist_ok=True)
             (out / "answers" / f"{file_name}.json").write_text(
                 json.dumps(sub.result.get("answers")))
-    with open(out / "grades.csv", "w", newline="") as f:
-        writer = csv.DictWriter(f, fieldnames=["student", *columns, "total"])
-        writer.writeheader()
-        writer.writerows({k: _csv_cell(v) for k, v in row.items()} for row in rows)
-    _figure(rows, columns, out / "scores.png")
+    write_grades(out, rows, columns)
     log(f"graded {len(subs)} submission(s) in {time.perf_counter() - t0:.0f} s with {jobs} "
         f"at a time (scoring: {time.perf_counter() - t_score:.1f} s): {out / 'grades.csv'}, "
         f"{out / 'reports'}/, {out / 'scores.png'}")
+    if feedback:
+        from .feedback import write_feedback
+
+        log(f"feedback: a page per student in {write_feedback(out, reports)}/")
+    notebooks_graded = list(dict.fromkeys(EXERCISES[c].notebook for c in columns))
+    for path in lms.write_exports(out, reports, notebooks_graded, formats, the_roster, log,
+                                  whole_class=shard is None):
+        if path.suffix == ".csv":
+            log(f"{path.stem}: {path}")
+    if "gradescope" in formats:
+        log(f"gradescope: a results.json per student in {out / 'gradescope'}/")
+    if similarity and (shard is None or shard[0] == 1):
+        from .similarity import write_similarity
+
+        write_similarity(out, [(s.student, s.path, s.notebook) for s in whole], log)
+    if shard is not None:
+        shards.write_manifest(out, run, shard, settings, [s.student for s in whole],
+                              [report_names[s.student] for s in whole], columns,
+                              notebooks_graded, rows, [s.student for s in subs],
+                              settings["roster"])
+        log(f"shard {shard[0]}/{shard[1]} written; merge all {shard[1]} with: python -m "
+            "helper_lib grade merge DIR... --out OUT")
     return rows
