@@ -297,7 +297,8 @@ def load_pretrained(
 
     ``None`` when ``expect`` (the settings the caller would train with) differs from what the
     shipped model was trained with; a ``UserWarning`` then names the differences. The model's
-    ``pretrained_from`` says where it was read (``"data/pretrained/"`` or the cache). A model that
+    ``pretrained_name`` is ``name``, and its ``pretrained_from`` says where it was read
+    (``"data/pretrained/"`` or the cache). A model that
     is found nowhere and cannot be downloaded is an error, never a silent fallback to a long
     training: the error says what training it here would cost. Keys: ``latent_dim``,
     ``epochs``, ``batch_size``, ``lr``, ``schedule``,
@@ -332,6 +333,7 @@ def load_pretrained(
     model = _model_from(payload, path, device)
     model.pretrained_from = ("data/pretrained/" if path.parent == PRETRAINED_DIR
                              else f"the cache, {path.parent}")
+    model.pretrained_name = name  # the site's live explorer runs this model's export
     return model
 
 

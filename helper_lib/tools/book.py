@@ -148,6 +148,26 @@ def _drop_widget_views(nb: nbformat.NotebookNode) -> None:
             cell.outputs = outputs
 
 
+def _live_explorers(executed: list[tuple[str, str, nbformat.NotebookNode]], out: Path,
+                    log: Callable[[str], None]) -> None:
+    """The notebooks' latent explorers, live on the pages and slides where the models are
+    shipped ones (:mod:`helper_lib.tools.site_explorer`); the static pictures stay otherwise."""
+    from .site_explorer import RuntimeMissing, explorer_outputs, make_live, write_runtime
+
+    wanted = [name for name, _, nb in executed if explorer_outputs(nb)]
+    live = bool(wanted)
+    if live:
+        log(f"live explorers ({', '.join(wanted)}): exporting the models to ONNX")
+        try:
+            size = write_runtime(out / "_static" / "explorer", log)
+            log(f"live explorers: {size / 1e6:.1f} MB in _static/explorer/")
+        except RuntimeMissing as err:
+            log(f"live explorers: off, the pages keep the static pictures ({err})")
+            live = False
+    for _, _, nb in executed:
+        make_live(nb, live)
+
+
 def execute_notebook(path: Path, timeout: int = 600, smoke: bool = False) -> nbformat.NotebookNode:
     """Run ``path`` top to bottom in a fresh kernel whose working folder is the notebook's.
 
@@ -357,6 +377,7 @@ def build_site(
                             "prints (full mode):\n" + "\n".join(
                                 ([format_unbacked(report.unbacked)] if report.unbacked else [])
                                 + report.alt_numbers))
+    _live_explorers(executed, out, log)
     log("writing the pages, slides and handouts")
 
     names = [name for name, _, _ in executed]

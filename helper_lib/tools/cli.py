@@ -1,5 +1,5 @@
-"""Command line: ``python -m helper_lib {train,evaluate,sample,figures,compare,film,book,doctor,
-grade,manifest} ...``.
+"""Command line: ``python -m helper_lib {train,evaluate,sample,figures,compare,film,book,export,
+doctor,grade,manifest} ...``.
 
 Examples::
 
@@ -7,6 +7,7 @@ Examples::
     python -m helper_lib train --model vae --epochs 50 --out runs/vae
     python -m helper_lib evaluate runs/vae/model.pt --k 100
     python -m helper_lib sample runs/vae/model.pt --n 100 --out runs/vae/samples.png
+    python -m helper_lib export --out build/onnx   # the live explorer's models (docs/site.md)
     python -m helper_lib grade SUBMISSIONS --out grades   # a class's notebooks (docs/grading.md)
     python -m helper_lib grade SUBMISSIONS --out g1 --shard 1/2   # ... on two machines,
     python -m helper_lib grade merge g1 g2 --out grades           # then merged
@@ -514,6 +515,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--dpi", type=int, default=60, help="resolution (the figure is 12.6 x 4.6 in)")
     p.set_defaults(func=cmd_film)
 
+    p = sub.add_parser("export", formatter_class=fmt,
+                       help="export the live explorer's models to ONNX (the site build does it)",
+                       description="Writes the decoders of the two 2-D models the latent "
+                       "explorers use (conv_vae_mnist, conv_ae_mnist) and the shipped "
+                       "classifier (classifier_mnist, with a softmax) as ONNX files, and "
+                       "models.json with their shapes and SHA-256 (docs/site.md).")
+    p.add_argument("--out", required=True, help="the folder for NAME.onnx and models.json")
+    p.set_defaults(func=cmd_export)
+
     p = sub.add_parser("book", formatter_class=fmt,
                        help="execute every notebook and build the offline site, slides and "
                             "handouts",
@@ -633,6 +643,18 @@ def cmd_film(args: argparse.Namespace, argv: Sequence[str]) -> int:
     film = load_film(args.snapshots)
     path = save_gif(animate_film(film), args.out, fps=args.fps, dpi=args.dpi)
     print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(film.steps)} frames)")
+    return 0
+
+
+def cmd_export(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    from .export import ExportError, export_models
+
+    try:
+        export_models(args.out)
+    except ExportError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    print(f"wrote {Path(args.out) / 'models.json'}")
     return 0
 
 
