@@ -39,18 +39,22 @@
     if (runtime) { return runtime; }
     runtime = (async function () {
       if (typeof WebAssembly !== "object") { throw new Error("this browser has no WebAssembly"); }
-      await loadScript(BASE + "ort-runtime.js");
-      await loadScript(BASE + "models.js");
+      var marks = window.vaeExplorer.marks;  // for benchmarks/live_explorer.py
+      marks.start = performance.now();
+      await Promise.all([loadScript(BASE + "ort-runtime.js"), loadScript(BASE + "models.js")]);
+      marks.scripts = performance.now();
       var url = URL.createObjectURL(new Blob([bytes(window.VAE_ORT.bundle)],
                                              {type: "text/javascript"}));
       var ort = await import(url);
       ort.env.wasm.numThreads = 1;  // threads need cross-origin isolation, which file:// lacks
       ort.env.wasm.proxy = false;
       ort.env.wasm.wasmBinary = bytes(window.VAE_ORT.wasm);
+      marks.decoded = performance.now();
       var sessions = {};
       for (var name of Object.keys(window.VAE_MODELS)) {
         sessions[name] = await ort.InferenceSession.create(bytes(window.VAE_MODELS[name]),
                                                            {executionProviders: ["wasm"]});
+        marks[name] = performance.now();
       }
       return {ort: ort, sessions: sessions};
     })();
@@ -340,7 +344,10 @@
     }
   }
 
-  window.vaeExplorer = {start: start, base: BASE};
+  window.vaeExplorer = {start: start, base: BASE, marks: {}};
+  if (document.querySelector("figure.vae-live")) {  // the runtime loads while the page does
+    startRuntime().catch(function () { /* start() says why, beside the picture */ });
+  }
   var go = function () { document.querySelectorAll("figure.vae-live").forEach(start); };
   if (document.readyState === "loading") { document.addEventListener("DOMContentLoaded", go); } else { go(); }
 })();
