@@ -67,3 +67,34 @@ def test_one_slider_per_dimension_and_a_static_fallback():
     assert two._repr_mimebundle_()[1]["image/png"]["alt"].endswith(
         "of z = (1.25, 0.00); beside it, a map of 30 codes of real images, coloured by digit, "
         "with a star at z")
+
+
+def test_a_second_model_decodes_the_same_z_and_the_site_gets_settings_for_shipped_models():
+    """compare= shows the other decoder's image of the same z (widget and picture); the
+    display bundle carries the site panel's settings (EXPLORER_MIME) only when both models are
+    shipped ones (load_pretrained tags them), since those are what the site exports."""
+    pytest.importorskip("ipywidgets")
+    from helper_lib.interactive import EXPLORER_MIME, site_settings
+    from helper_lib.models import ConvAutoencoder
+
+    torch.manual_seed(1)
+    vae, ae = ConvVAE(latent_dim=2).eval(), ConvAutoencoder(latent_dim=2).eval()
+    codes, labels = torch.randn(30, 2), torch.arange(30) % 10
+    explorer = latent_explorer(vae, codes, labels, compare=ae)
+    explorer.sliders[1].value = -1.5
+    with torch.no_grad():
+        want = ae.decode(torch.tensor([[0.0, -1.5]]))[0, 0]
+    assert torch.allclose(explorer.decoded(ae), want)
+    data, metadata = explorer._repr_mimebundle_()
+    assert EXPLORER_MIME not in data  # made here, not shipped: the site keeps the picture
+    assert "and the image the autoencoder makes of it" in metadata["image/png"]["alt"]
+    vae.pretrained_name, ae.pretrained_name = "conv_vae_mnist", "conv_ae_mnist"
+    settings = explorer._repr_mimebundle_()[0][EXPLORER_MIME]
+    assert settings["models"] == ["conv_vae_mnist", "conv_ae_mnist"]
+    assert settings["titles"] == ["VAE", "autoencoder"] and settings["z"] == [0.0, -1.5]
+    assert settings["labels"] == labels.tolist() and len(settings["codes"]) == 30
+    median_3 = codes[labels == 3].median(dim=0).values
+    assert settings["medians"][3] == [3, *(round(v, 3) for v in median_3.tolist())]
+    assert site_settings(ConvVAE(latent_dim=4), codes, labels, 3.0, [0.0] * 4) is None
+    with pytest.raises(ValueError, match="the same z must fit both"):
+        latent_explorer(vae, codes, labels, compare=ConvAutoencoder(latent_dim=4))
