@@ -14,6 +14,8 @@
   (:mod:`~helper_lib.tools.pages`): what ``grade`` writes besides ``grades.csv``: Canvas's,
   Moodle's and Gradescope's files, a page per student, the similarity report; a class graded in
   shards and merged.
+* :mod:`~helper_lib.tools.gradescope`: ``autograder``, the zip of a Gradescope autograder that
+  runs the grader on each submission on Gradescope's machines.
 * :mod:`~helper_lib.tools.doctor`, :mod:`~helper_lib.tools.speed`: is this machine ready, and how
   long an epoch takes here.
 * :mod:`~helper_lib.tools.accessibility`: the notebooks' static accessibility check.

@@ -1,5 +1,5 @@
 """Command line: ``python -m helper_lib {train,evaluate,sample,figures,compare,film,book,export,
-doctor,grade,manifest} ...``.
+doctor,grade,autograder,manifest} ...``.
 
 Examples::
 
@@ -11,6 +11,7 @@ Examples::
     python -m helper_lib grade SUBMISSIONS --out grades   # a class's notebooks (docs/grading.md)
     python -m helper_lib grade SUBMISSIONS --out g1 --shard 1/2   # ... on two machines,
     python -m helper_lib grade merge g1 g2 --out grades           # then merged
+    python -m helper_lib autograder --out autograder.zip --notebook 03   # for Gradescope
 """
 
 from __future__ import annotations
@@ -326,6 +327,22 @@ def cmd_grade_merge(argv: Sequence[str]) -> int:
     return 0
 
 
+def cmd_autograder(args: argparse.Namespace, argv: Sequence[str]) -> int:
+    """``autograder``: write Gradescope's zip; exit 0, or 2 with one line on bad input."""
+    from .gradescope import build_autograder
+    from .grading import DEFAULT_MEMORY_MB, DEFAULT_TIMEOUT_S, GradingError
+
+    try:
+        build_autograder(args.out, notebooks=args.notebook,
+                         timeout=DEFAULT_TIMEOUT_S if args.timeout is None else args.timeout,
+                         memory_mb=DEFAULT_MEMORY_MB if args.memory is None else args.memory,
+                         visibility=args.visibility, unprotected=args.unprotected)
+    except GradingError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    return 0
+
+
 def cmd_sample(args: argparse.Namespace, argv: Sequence[str]) -> int:
     import matplotlib
 
@@ -609,6 +626,32 @@ def build_parser() -> argparse.ArgumentParser:
                    help="grade only shard K of N (a stable share: by a hash of each name); "
                         "combine the N folders with 'grade merge DIR... --out OUT'")
     p.set_defaults(func=cmd_grade)
+
+    p = sub.add_parser("autograder", formatter_class=fmt,
+                       help="write the zip of a Gradescope autograder that runs this grader",
+                       description="Writes the zip that a Gradescope programming assignment "
+                       "takes (Configure Autograder, Zip file upload): setup.sh (bubblewrap, "
+                       "Python and the course's exact pins, torch CPU-only), run_autograder "
+                       "(grades the submission's one notebook in the sandbox and writes "
+                       "results.json: a test per exercise, its hint, never a reference), the "
+                       "package and the shipped models. Build it in a clone. docs/grading.md "
+                       "says how to upload it.")
+    p.add_argument("--out", required=True, help="the zip to write (autograder.zip)")
+    p.add_argument("--notebook", action="append", default=None, metavar="NN",
+                   help="the course notebook the assignment takes (03, or 03_logvar_trick; "
+                        "repeatable; default: any)")
+    p.add_argument("--timeout", type=float, default=None,
+                   help="seconds per submission (default 300)")
+    p.add_argument("--memory", type=int, default=None,
+                   help="MB of memory per process of a submission (default 4000)")
+    p.add_argument("--visibility", default="visible",
+                   choices=["visible", "after_due_date", "after_published", "hidden"],
+                   help="when students see their results (Gradescope's settings; default "
+                        "visible: the hints are what check() shows in the notebook)")
+    p.add_argument("--unprotected", action="store_true",
+                   help="grade even where the container cannot run the sandbox (unsafe: a "
+                        "submission then runs as root beside the grader)")
+    p.set_defaults(func=cmd_autograder)
 
     p = sub.add_parser("manifest", formatter_class=fmt,
                        help="record the sha256 of data/pretrained/ in the package",
