@@ -28,8 +28,8 @@ import nbformat
 import numpy as np
 import pytest
 import torch
-from slide_fit import count_overflowing, describe, measure_deck
-from test_site_browser import CHROMIUM, CHROMIUM_ARGS, LOCAL_SCHEMES, _axe, _browser_or_skip
+from slide_fit import chromium, count_overflowing, describe, measure_deck
+from test_site_browser import LOCAL_SCHEMES, _axe, _browser_or_skip
 
 from helper_lib.checkpoints import load_pretrained
 from helper_lib.tools.book import build_site
@@ -79,11 +79,8 @@ def live_site(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def browser(live_site):
-    sync_playwright = _browser_or_skip()
-    with sync_playwright() as p:
-        b = p.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True)
+    with chromium() as b:  # offline, as tests/test_site_browser.py launches it
         yield b
-        b.close()
 
 
 @pytest.fixture(scope="module")

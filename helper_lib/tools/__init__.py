@@ -5,10 +5,14 @@
 * :mod:`~helper_lib.tools.book` (and its nbconvert templates),
   :mod:`~helper_lib.tools.prose_numbers`: the offline site, slides and handouts; every number in
   the prose backed by an output.
+* :mod:`~helper_lib.tools.export`, :mod:`~helper_lib.tools.site_explorer`: the latent explorer
+  live on the site (``export``: the shipped decoders and classifier as ONNX; the panel that runs
+  them in the browser).
 * :mod:`~helper_lib.tools.exercises`, :mod:`~helper_lib.tools.checks`: the exercises' answers
   and ``check("NN.k", answer)``.
 * :mod:`~helper_lib.tools.grading`, :mod:`~helper_lib.tools.grading_run`,
-  :mod:`~helper_lib.tools.sandbox`: ``grade``, a class's notebooks run in a bubblewrap sandbox.
+  :mod:`~helper_lib.tools.sandbox`, :mod:`~helper_lib.tools.grades`: ``grade``, a class's
+  notebooks run in a bubblewrap sandbox, and the grades table it writes.
 * :mod:`~helper_lib.tools.lms`, :mod:`~helper_lib.tools.feedback`,
   :mod:`~helper_lib.tools.similarity`, :mod:`~helper_lib.tools.shards`
   (:mod:`~helper_lib.tools.pages`): what ``grade`` writes besides ``grades.csv``: Canvas's,

@@ -34,7 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .grading import GradingError, csv_cell
+from .grades import GradingError, csv_cell
 
 __all__ = ["FORMATS", "ROSTER_COLUMNS", "Roster", "canvas_rows", "gradescope_results",
            "moodle_rows", "read_roster", "write_exports", "write_gradescope"]

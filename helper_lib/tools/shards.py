@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any
 
 from ..assets.project import VERSION
-from .grading import GradingError, write_grades
+from .grades import GradingError, write_grades
 
 __all__ = ["MANIFEST", "merge", "parse_shard", "run_id", "shard_of", "write_manifest"]
 
