@@ -46,3 +46,15 @@ def smoke_executed_notebooks(tmp_path_factory) -> list[Path]:
         nb = SMOKE_EXECUTED.get(path.stem) or execute_notebook(path, smoke=True)
         nbformat.write(nb, folder / path.name)
     return [folder / path.name for path in paths]
+
+
+@pytest.fixture(scope="session")
+def smoke_site(smoke_executed_notebooks, tmp_path_factory) -> Path:
+    """The course site built from those executions as they are (``execute=False``): one build
+    for the browser tests (tests/test_site_browser.py) and the slide-fit test."""
+    from helper_lib.tools.book import build_site
+
+    out = tmp_path_factory.mktemp("smoke_site") / "site"
+    build_site(out, notebooks=smoke_executed_notebooks, smoke=True, execute=False,
+               log=lambda line: None)
+    return out

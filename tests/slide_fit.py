@@ -121,19 +121,31 @@ _MEASURE = """() => {
 }"""
 
 
+# Show a slide, wait until MathJax is idle and its images are loaded, let the last typeset
+# paint (two animation frames), then measure.
+_STEP = f"""async ([h, v]) => {{
+  ({_SHOW})([h, v]);
+  const frame = () => new Promise(r => requestAnimationFrame(r));
+  await frame();
+  const start = performance.now();
+  while (!({_SETTLED})()) {{
+    if (performance.now() - start > 60000) throw new Error(`slide ${{h}}/${{v}} never settles`);
+    await new Promise(r => setTimeout(r, 10));
+  }}
+  await frame(); await frame();
+  return ({_MEASURE})();
+}}"""
+
+
 def measure_deck(browser, deck: Path) -> list[SlideSize]:
     """Measure every slide of the reveal.js ``deck`` (a ``*.slides.html``) in ``browser``
     (a playwright chromium ``Browser``), in reveal's order, each with all its fragments shown."""
     page, _ = _open(browser, deck)  # waits for MathJax's first pass; asserts nothing left file://
     try:
         sizes = []
-        for ix in page.evaluate(_SETUP):
-            page.evaluate(_SHOW, [ix["h"], ix.get("v") or 0])
-            page.wait_for_function(_SETTLED, timeout=60_000)
-            page.evaluate("() => new Promise(r => requestAnimationFrame(() => "
-                          "requestAnimationFrame(r)))")  # let the last typeset paint
+        for ix in page.evaluate(_SETUP):  # one round trip a slide: show, settle, measure
             sizes.append(SlideSize(deck=deck.name, h=ix["h"], v=ix.get("v") or 0,
-                                   **page.evaluate(_MEASURE)))
+                                   **page.evaluate(_STEP, [ix["h"], ix.get("v") or 0])))
         return sizes
     finally:
         page.close()

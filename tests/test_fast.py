@@ -236,11 +236,13 @@ def test_backward_hooks_are_respected(fresh_fusion, monkeypatch):
 
 
 # --------------------------------------------------- allocator: tuned when training starts
-def _allocator_tuned_after(code: str, env: dict[str, str] | None = None) -> bool:
-    script = ("import helper_lib.fast.allocator as u\n" + code + "\nprint(u._ALLOCATOR_TUNED)")
+def _allocator_tuned_after(*steps: str, env: dict[str, str] | None = None) -> list[bool]:
+    """Run ``steps`` in one fresh process; whether the allocator was tuned after each."""
+    script = "import helper_lib.fast.allocator as u\n" + "".join(
+        f"{code}\nprint('TUNED', u._ALLOCATOR_TUNED)\n" for code in steps)
     out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                          env={**os.environ, **(env or {})}, check=True)
-    return out.stdout.strip().splitlines()[-1] == "True"
+    return [line == "TUNED True" for line in out.stdout.splitlines() if line.startswith("TUNED")]
 
 
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's mallopt: Linux only")
@@ -250,8 +252,7 @@ def test_the_allocator_is_tuned_when_training_starts_and_never_before():
                 "x = torch.rand(16, 1, 28, 28); dl = DataLoader(TensorDataset(x, x[:, 0, 0, 0]), "
                 "batch_size=8)\nevaluate_vae(ConvVAE(), dl)\n"
                 "import helper_lib.plotting, helper_lib.interactive")
-    assert not _allocator_tuned_after(evaluate)
-    train = evaluate + ("\nfrom helper_lib import train_vae\n"
-                        "train_vae(ConvVAE(), dl, 1, progress=False)")
-    assert _allocator_tuned_after(train)
-    assert not _allocator_tuned_after(train, {"VAE_TUNE_ALLOCATOR": "0"})
+    train = "from helper_lib import train_vae\ntrain_vae(ConvVAE(), dl, 1, progress=False)"
+    assert _allocator_tuned_after(evaluate, train) == [False, True]
+    assert _allocator_tuned_after(evaluate, train, env={"VAE_TUNE_ALLOCATOR": "0"}) == [False,
+                                                                                      False]

@@ -608,7 +608,7 @@ def test_the_scores_figure_marks_every_cell_and_keeps_its_text_readable(tmp_path
     from matplotlib.figure import Figure
     from matplotlib.text import Text
 
-    from helper_lib.tools import grading
+    from helper_lib.tools.grades import write_grades
 
     drawn, save = [], Figure.savefig
     monkeypatch.setattr(Figure, "savefig", lambda fig, *a, **k: (drawn.append(fig),
@@ -617,8 +617,9 @@ def test_the_scores_figure_marks_every_cell_and_keeps_its_text_readable(tmp_path
             for i in range(40)]
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        grading._figure(rows, ["03.1", "03.2"], tmp_path / "scores.png")
-        grading._figure([{"student": "x", "total": 0}], [], tmp_path / "none.png")
+        write_grades(tmp_path, rows, ["03.1", "03.2"])  # grades.csv and scores.png
+        (tmp_path / "none").mkdir()
+        write_grades(tmp_path / "none", [{"student": "x", "total": 0}], [])
     texts = [t for t in drawn[0].findobj(Text) if t.get_text().strip() and t.get_visible()]
     assert min(t.get_fontsize() for t in texts) >= 9
     marks = [t.get_text() for t in drawn[0].axes[1].texts]

@@ -1,8 +1,9 @@
 """The course site in a real browser: Debian's chromium, headless, opening the files from disk.
 
-The smoke-mode site of notebooks 04 (math, figures, exercises with solutions) and 08 (an
-animation, the most script-heavy output) is built once by ``python -m helper_lib book``; then the
-index, both pages and 04's slide deck are each checked for: every image loaded, the math
+The smoke-mode site (conftest's ``smoke_site``: built once from this session's smoke executions,
+with ``execute=False``, and shared with tests/test_slides_fit.py); then the index, the pages of
+notebooks 04 (math, figures, exercises with solutions) and 08 (an animation, the most
+script-heavy output) and 04's slide deck are each checked for: every image loaded, the math
 typeset, no request to anything but ``file://`` (a ``data:`` image or ``about:blank`` frame is
 not a request that leaves the machine), and the solutions collapsed. A screenshot of each is
 written to the test's temporary folder.
@@ -20,9 +21,7 @@ from pathlib import Path
 
 import pytest
 
-from helper_lib.assets.project import REPO_ROOT as REPO
 from helper_lib.tools.accessibility import AXE_JS, AXE_RUN, SHOW_ALL_SLIDES, WCAG_AA
-from helper_lib.tools.cli import main
 
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
 #: Flags for a closed network: without the background-networking ones chromium keeps trying to
@@ -48,14 +47,11 @@ def _browser_or_skip():
 
 
 @pytest.fixture(scope="module")
-def site(tmp_path_factory) -> Path:
+def site(smoke_site) -> Path:
+    """The smoke site (conftest: built from this session's smoke executions, shared with
+    tests/test_slides_fit.py)."""
     _browser_or_skip()
-    out = tmp_path_factory.mktemp("browser") / "site"
-    code = main(["book", "--out", str(out), "--smoke", "--notebooks",
-                 str(REPO / "notebooks" / "04_vae_loss.ipynb"),
-                 str(REPO / "notebooks" / "08_inside_the_latent_space.ipynb")])
-    assert code == 0
-    return out
+    return smoke_site
 
 
 @pytest.fixture(scope="module")

@@ -16,8 +16,6 @@ import pytest
 from slide_fit import chromium, count_overflowing, describe, measure_deck
 from test_site_browser import _browser_or_skip
 
-from helper_lib.tools.book import build_site
-
 
 @pytest.fixture(scope="session")
 def browser_available() -> None:
@@ -26,12 +24,10 @@ def browser_available() -> None:
 
 
 @pytest.fixture(scope="module")
-def slide_decks(smoke_executed_notebooks, tmp_path_factory) -> list[Path]:
-    """The ``*.slides.html`` of a site built from the executed notebooks as they are."""
-    out = tmp_path_factory.mktemp("slides_fit") / "site"
-    report = build_site(out, notebooks=smoke_executed_notebooks, smoke=True, execute=False,
-                        log=lambda line: None)
-    return [out / name for name in report.slides]
+def slide_decks(smoke_site) -> list[Path]:
+    """The ``*.slides.html`` of the smoke site (conftest: built from the executed notebooks as
+    they are), in the notebooks' order."""
+    return sorted(smoke_site.glob("*.slides.html"))
 
 
 def test_every_slide_fits_its_deck(browser_available, slide_decks):
