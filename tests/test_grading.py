@@ -15,6 +15,7 @@ import math
 import os
 import shutil
 import socket
+import sys
 import threading
 from pathlib import Path
 
@@ -134,6 +135,11 @@ def graded(tmp_path_factory):
         "hog": ["hog = bytearray(8 * 2**30)  # 8 GB"],
         "network": [
             f"import socket\nsocket.create_connection(('127.0.0.1', {port}), timeout=3)"],
+        # #36: what one submission changes must not reach the next: the leaker changes a
+        # global, files, modules, torch and the environment; the victim, named to run last, loses
+        # its point if it sees any of that (the leak and the check: _LEAK and _CLEAN, below)
+        "leaker": [_LEAK],
+        "zz_victim": [_CLEAN],
     }
     for name, cells in hostile.items():
         (subs / name).mkdir(parents=True)
@@ -172,7 +178,8 @@ def test_every_submission_gets_the_points_its_real_answers_earn(graded):
     assert totals == {"alice": 3, "blank": 0, "faker": 1, "patcher": 1, "writer": 1,
                       "reader": 1, "planter": 1, "signaller": 1, "looper": 1, "deaf": 0,
                       "hog": 1,
-                      "network": 1, "notanotebook": 0, "truncated": 0}
+                      "network": 1, "notanotebook": 0, "truncated": 0, "leaker": 1,
+                      "zz_victim": 1}
     with open(graded["out"] / "grades.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["student"] for r in table] == sorted(totals)
@@ -280,7 +287,7 @@ def test_each_student_gets_a_feedback_page_with_their_own_work_only(graded):
     out = graded["out"]
     reports = {p.stem: json.loads(p.read_text()) for p in (out / "reports").glob("*.json")}
     pages = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.html")}
-    assert set(pages) == set(reports) and len(pages) == 14
+    assert set(pages) == set(reports) and len(pages) == 16
     from helper_lib.tools.exercises import NOTEBOOKS
 
     references = _references("03_logvar_trick")
@@ -813,3 +820,46 @@ def test_the_runner_reads_notebooks_without_jsonschema_s_unused_iri_checker():
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True, timeout=60).stdout
     assert out.split() == ["refused", "False"]
+
+
+_LEAK = """import os, sys, math, torch
+import helper_lib.tools.checks as checks
+LEAKED = 42                                       # a global
+for path in ("/tmp/leak.txt", "leak.txt", os.path.expanduser("~/leak.txt")):
+    try:
+        open(path, "w").write("from the last submission")  # a file
+    except OSError:
+        pass
+checks.check = lambda *args, **kwargs: print("✓ correct")  # a monkey-patched module
+math.log = lambda *args: 0.0
+torch.set_default_dtype(torch.float64)            # torch's settings
+torch.set_num_threads(1)
+os.environ["LEAKED"] = "1"
+sys.modules["leaked_module"] = sys"""
+
+_CLEAN = """import os, sys, math, torch
+import helper_lib.tools.checks as checks
+leaks = [name for name, leaked in [
+    ("global", "LEAKED" in globals()),
+    ("file", any(os.path.exists(p) for p in ("/tmp/leak.txt", "leak.txt",
+                                              os.path.expanduser("~/leak.txt")))),
+    ("module", checks.check.__name__ != "check" or math.log(math.e) != 1.0
+               or "leaked_module" in sys.modules),
+    ("torch", torch.get_default_dtype() != torch.float32),
+    ("environment", "LEAKED" in os.environ)] if leaked]
+print("leaks:", leaks)
+if leaks:  # an answer that scores 0 where anything carried over
+    answer_1 = (torch.zeros(3), 0.0)"""
+
+
+def test_the_leak_check_sees_each_leak_within_one_process(tmp_path):
+    """The positive control of #36's isolation check (the class above runs "leaker", then
+    "zz_victim", each in a process of its own: the victim keeps its point): run one after the
+    other in one process, the check sees every leak."""
+    import subprocess
+
+    control = subprocess.run([sys.executable, "-c", _LEAK + "\n" + _CLEAN], cwd=tmp_path,
+                             env={**os.environ, "HOME": str(tmp_path)}, capture_output=True,
+                             text=True, timeout=120, check=True)
+    Path("/tmp/leak.txt").unlink(missing_ok=True)
+    assert "leaks: ['global', 'file', 'module', 'torch', 'environment']" in control.stdout
