@@ -36,6 +36,7 @@ __all__ = [
     "plot_training_loss",
     "describe_trends",
     "describe_medians",
+    "class_medians",
     "short_number",
     "plot_recipes",
     "plot_images",
@@ -222,6 +223,19 @@ def _window(history: History, key: str, averaging_iterations: int) -> int:
     return min(averaging_iterations, max(1, len(history.batch[key]) // 5))
 
 
+def _trends(history: History, keys: Sequence[str],
+            averaging_iterations: int) -> list[tuple[str, int, str]]:
+    """``(title, window, the running mean in words)`` for each loss term of ``keys``."""
+    found = []
+    for key in keys:
+        window = _window(history, key, averaging_iterations)
+        values = np.asarray(history.batch[key], dtype=float)
+        title = _TITLES.get(key, key)
+        found.append((f"{title[0].upper()}{title[1:]}", window,
+                      _trend(values[np.isfinite(values)], window)))
+    return found
+
+
 def describe_trends(history: History, keys: str | Sequence[str] | None = None,
                     averaging_iterations: int = 100) -> str:
     """The running means that :func:`plot_training_loss` draws, in words, one line per loss
@@ -229,14 +243,8 @@ def describe_trends(history: History, keys: str | Sequence[str] | None = None,
     batch 310, ends at 4.94"``. The figure's alt text says the same; print it beside the
     figure."""
     keys = [keys] if isinstance(keys, str) else list(keys or history.names)
-    lines = []
-    for key in keys:
-        window = _window(history, key, averaging_iterations)
-        values = np.asarray(history.batch[key], dtype=float)
-        title = _TITLES.get(key, key)
-        lines.append(f"{title[0].upper()}{title[1:]} (running mean of {window} batches): "
-                     f"{_trend(values[np.isfinite(values)], window)}")
-    return "\n".join(lines)
+    return "\n".join(f"{title} (running mean of {window} batches): {words}"
+                     for title, window, words in _trends(history, keys, averaging_iterations))
 
 
 def plot_training_loss(
@@ -288,15 +296,12 @@ def plot_training_loss(
         rising = len(early_avg) > 1 and early_avg[-1] > early_avg[len(early_avg) // 2]
         ax.legend(fontsize=9, loc="lower right" if rising else "upper right")
     epochs = len(history.batches_per_epoch)
-    trends = [line.replace(f" (running mean of {_window(history, key, averaging_iterations)} "
-                           "batches):", "") for key, line in
-              zip(keys, describe_trends(history, keys, averaging_iterations).split("\n"),
-                  strict=True)]
-    windows = sorted({_window(history, key, averaging_iterations) for key in keys})
+    trends = _trends(history, keys, averaging_iterations)
+    windows = sorted({window for _, window, _ in trends})
     return finish_figure(fig, path, alt=f"Training loss per batch over {epochs} epoch"
                          f"{'s' if epochs != 1 else ''} ({sum(history.batches_per_epoch):,} "
                          f"batches), running means of {' or '.join(map(str, windows))} batches. "
-                         + ". ".join(trends))
+                         + ". ".join(f"{title} {words}" for title, _, words in trends))
 
 
 def plot_recipes(
@@ -445,12 +450,11 @@ def plot_latent_space(
     if lims is not None:
         ax.set_xlim(lims[0], lims[1])
         ax.set_ylim(lims[2], lims[3])
+    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
+    medians = [m for m in class_medians(codes, labels)  # a label outside the view (a zoom)
+               if x0 <= m[1] <= x1 and y0 <= m[2] <= y1]  # would widen the figure, not help
     if centroid_labels:  # many small translucent dots blend; a label per class says which is which
-        (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
-        for digit in labels.unique().tolist():
-            cx, cy = codes[labels == digit].median(dim=0).values.tolist()
-            if not (x0 <= cx <= x1 and y0 <= cy <= y1):
-                continue  # a label outside the view (a zoom) would widen the figure, not help
+        for digit, cx, cy in medians:
             ax.text(cx, cy, str(digit), ha="center", va="center", clip_on=True,
                     fontsize=11, fontweight="bold", color="black",  # read, whatever the colours
                     path_effects=[patheffects.withStroke(linewidth=2.5, foreground="white")])
@@ -458,8 +462,7 @@ def plot_latent_space(
     ax.set_xlabel("$z_1$")
     ax.set_ylabel("$z_2$")
     ax.set_title(title or f"latent space ({type(model).__name__})")
-    (x0, x1), (y0, y1) = sorted(ax.get_xlim()), sorted(ax.get_ylim())
-    shown = describe_medians(codes, labels, (x0, x1, y0, y1))
+    shown = _medians_text(medians)
     title = _plain(ax.get_title())
     return finish_figure(fig, path, alt=(
         f"{title[0].upper()}{title[1:]}: {len(codes):,} images at their 2-D codes, coloured and "
@@ -473,13 +476,20 @@ def describe_medians(codes: Tensor, labels: Tensor,
     text lists it: ``"0 (0.8, 1.6), 1 (0.2, -1.9), …"`` for ``codes [N, 2]`` and ``labels [N]``;
     with ``view = (xmin, xmax, ymin, ymax)`` only the medians inside it. Print it beside the
     map."""
+    return _medians_text([m for m in class_medians(codes, labels) if view is None
+                          or (view[0] <= m[1] <= view[1] and view[2] <= m[2] <= view[3])])
+
+
+def class_medians(codes: Tensor, labels: Tensor) -> list[tuple[int, float, float]]:
+    """``(label, median of z1, median of z2)`` for each class of ``codes [N, 2]`` and
+    ``labels [N]``, in label order: where the maps write each digit."""
     codes, labels = torch.as_tensor(codes).cpu(), torch.as_tensor(labels).cpu()
-    found = []
-    for d in labels.unique().tolist():
-        cx, cy = codes[labels == d].median(dim=0).values.tolist()
-        if view is None or (view[0] <= cx <= view[1] and view[2] <= cy <= view[3]):
-            found.append(f"{d} ({cx:.1f}, {cy:.1f})")
-    return ", ".join(found)
+    return [(int(d), *codes[labels == d].median(dim=0).values.tolist()[:2])
+            for d in labels.unique().tolist()]
+
+
+def _medians_text(medians: Sequence[tuple[int, float, float]]) -> str:
+    return ", ".join(f"{d} ({x:.1f}, {y:.1f})" for d, x, y in medians)
 
 
 def plot_decoded_points(

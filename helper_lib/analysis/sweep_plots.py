@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from torchvision.utils import make_grid
 
 from ..evaluate import collect_latents, reconstruct
-from ..plotting import DIGIT_COLOURS, SERIES_COLOURS, finish_figure
+from ..plotting import DIGIT_COLOURS, SERIES_COLOURS, class_medians, finish_figure
 from .sample_quality import decode_prior_samples
 
 _DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")
@@ -262,8 +262,7 @@ def plot_latent_pca(pca: dict[str, LatentPCA] | dict[str, nn.Module], loader: An
         xy, labels = found.xy, found.labels
         scatter = ax.scatter(xy[:, 0], xy[:, 1], c=labels, cmap=_DIGITS, s=3, vmin=-0.5,
                              vmax=9.5)
-        for digit in labels.unique().tolist():  # each class named on the plot, not by colour
-            cx, cy = xy[labels == digit].median(dim=0).values.tolist()
+        for digit, cx, cy in class_medians(xy, labels):  # each class named, not by colour
             if abs(cx) <= limit and abs(cy) <= limit:
                 ax.text(cx, cy, str(digit), ha="center", va="center", fontsize=9,
                         fontweight="bold", color="black", clip_on=True,

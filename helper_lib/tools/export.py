@@ -10,7 +10,7 @@
 
 and ``DIR/models.json``, their names, shapes and SHA-256. The site build (``python -m
 helper_lib book``) calls the same :func:`export_models`; the files are build products, never
-committed. :func:`largest_difference` runs a file with onnxruntime against torch.
+committed. tests/test_live_explorer.py runs each file with onnxruntime against torch.
 
 torch's own exporter (``torch.onnx.export(..., dynamo=True)``, with onnx and onnxscript) writes
 them; its TorchScript exporter (``dynamo=False``) stops on the decoder with an internal assert.
@@ -24,15 +24,14 @@ import io
 import json
 import logging
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 from torch import Tensor, nn
 
-__all__ = ["EXPORTS", "Export", "ExportError", "export_models", "export_onnx", "module_of",
-           "largest_difference", "read_manifest"]
+__all__ = ["EXPORTS", "Export", "ExportError", "export_models", "export_onnx", "module_of"]
 
 
 @dataclass(frozen=True)
@@ -123,21 +122,3 @@ def export_models(out: str | os.PathLike, exports: tuple[Export, ...] = EXPORTS,
         log(f"{spec.name} ({spec.part}): {path} ({len(data) / 1e3:,.0f} kB)")
     (out / "models.json").write_text(json.dumps(manifest, indent=1) + "\n")
     return written
-
-
-def largest_difference(path: str | os.PathLike, module: nn.Module,
-                       inputs: Tensor) -> float:
-    """The largest absolute difference between ``module(inputs)`` in torch and the ONNX file
-    ``path`` run by onnxruntime on the same ``inputs``."""
-    import onnxruntime
-
-    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    (got,) = session.run(None, {"input": inputs.numpy()})
-    with torch.no_grad():
-        want = module(inputs).numpy()
-    return float(abs(got - want).max())
-
-
-def read_manifest(folder: str | os.PathLike) -> Mapping[str, dict]:
-    """``models.json`` of an export folder."""
-    return json.loads((Path(folder) / "models.json").read_text())
