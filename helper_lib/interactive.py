@@ -15,11 +15,12 @@ from typing import Any
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib import patheffects
 from matplotlib.colors import ListedColormap
 from torch import Tensor, nn
 
 from .evaluate import inference
-from .plotting import DIGIT_COLOURS, finish_figure
+from .plotting import DIGIT_COLOURS, class_medians, finish_figure
 
 _DIGITS = ListedColormap(DIGIT_COLOURS, name="digits")  # the classes' colours, as in every plot
 
@@ -185,8 +186,7 @@ def site_settings(model: nn.Module, codes: Tensor | None, labels: Tensor | None,
         return None
     c = torch.as_tensor(codes).cpu()[:SITE_CODES].float()
     y = torch.as_tensor(labels).cpu()[:SITE_CODES].long()
-    medians = [[d, *(round(v, 3) for v in c[y == d].median(dim=0).values.tolist())]
-               for d in y.unique().tolist()]
+    medians = [[d, round(x, 3), round(v, 3)] for d, x, v in class_medians(c, y)]
     return {"models": names, "titles": [_title(m) for m in models],
             "classifier": "classifier_mnist", "limit": float(limit),
             "z": [float(v) for v in z], "codes": [[round(a, 3), round(b, 3)]
@@ -209,6 +209,11 @@ def _picture(model: nn.Module, z: list[float], codes: Tensor | None, labels: Ten
         colours = None if labels is None else torch.as_tensor(labels).cpu().numpy()
         axes[0, 0].scatter(c[:, 0], c[:, 1], s=2, c=colours, cmap=_DIGITS, vmin=-0.5,
                            vmax=9.5, alpha=0.5, rasterized=True)
+        for digit, cx, cy in class_medians(codes, labels) if labels is not None else []:
+            if abs(cx) <= limit and abs(cy) <= limit:  # each class named, not by colour alone
+                axes[0, 0].text(cx, cy, str(digit), ha="center", va="center", fontsize=11,
+                                fontweight="bold", color="black", path_effects=[
+                                    patheffects.withStroke(linewidth=2.5, foreground="white")])
         axes[0, 0].plot([z[0]], [z[1]], "k*", ms=14, mec="white")
         axes[0, 0].set(xlim=(-limit, limit), ylim=(-limit, limit), xlabel="$z_1$",
                        ylabel="$z_2$", aspect="equal")
@@ -235,8 +240,8 @@ def _describe(z: list[float], codes: int | None, others: list[str] | None = None
     """The explorer's alt text: the image decoded from ``z`` (and by the ``others``), and the
     map of ``codes`` codes (2-D models) on which a star marks ``z``."""
     at = _code(z) if len(z) <= 4 else f"the code its {len(z)} sliders set"
-    where = (f"; beside it, a map of {codes:,} codes of real images, coloured by digit, with a "
-             f"star at z" if codes is not None and len(z) == 2 else "")
+    where = (f"; beside it, a map of {codes:,} codes of real images, coloured and labelled by "
+             f"digit, with a star at z" if codes is not None and len(z) == 2 else "")
     also = "".join(f", and the image the {name} makes of it" for name in others or [])
     return (f"Latent explorer, a static picture (run the notebook to move the sliders): the "
             f"image the decoder makes of {at}{also}{where}")

@@ -26,7 +26,8 @@ def test_without_ipywidgets_a_one_line_hint_and_a_picture(vae, monkeypatch, caps
     picture = latent_explorer(vae, codes, torch.arange(50) % 10)
     assert isinstance(picture, Figure) and len(picture.axes) == 2
     assert picture.alt_text.endswith("z = (0.00, 0.00); beside it, a map of 50 codes of real "
-                                     "images, coloured by digit, with a star at z")
+                                     "images, coloured and labelled by digit, with a star at z")
+    assert sorted(t.get_text() for t in picture.axes[0].texts) == [str(d) for d in range(10)]
     assert capsys.readouterr().out == interactive.WIDGETS_HINT + "\n"
     assert "pip install 'helper_lib[widgets]'" in interactive.WIDGETS_HINT
 
@@ -65,8 +66,8 @@ def test_one_slider_per_dimension_and_a_static_fallback():
     two = latent_explorer(ConvVAE(latent_dim=2).eval(), torch.randn(30, 2), torch.arange(30) % 10)
     two.sliders[0].value = 1.25
     assert two._repr_mimebundle_()[1]["image/png"]["alt"].endswith(
-        "of z = (1.25, 0.00); beside it, a map of 30 codes of real images, coloured by digit, "
-        "with a star at z")
+        "of z = (1.25, 0.00); beside it, a map of 30 codes of real images, coloured and "
+        "labelled by digit, with a star at z")
 
 
 def test_a_second_model_decodes_the_same_z_and_the_site_gets_settings_for_shipped_models():
