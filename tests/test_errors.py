@@ -288,3 +288,11 @@ def test_the_package_docstring_and_the_readme_name_every_module():
         named = set(re.findall(rf":mod:`~?{re.escape(where)}\.([a-z_]+)`", doc))
         inside = {m.rpartition(".")[2] for m in modules if m.rpartition(".")[0] == package}
         assert inside - named == set(), f"{where}'s docstring"
+
+
+def test_export_into_a_folder_it_cannot_make_is_one_line_and_exit_2(tmp_path):
+    (tmp_path / "afile").write_text("not a folder")
+    run = _cli_here("export", "--out", str(tmp_path / "afile" / "onnx"))
+    assert run.returncode == 2 and run.stdout == ""
+    assert _one_error_line(run) == (f"cannot write the models into "
+                                    f"{tmp_path / 'afile' / 'onnx'}: Not a directory")

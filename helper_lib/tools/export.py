@@ -97,12 +97,16 @@ def export_models(out: str | os.PathLike, exports: tuple[Export, ...] = EXPORTS,
     ``{name: path}``.
 
     Raises:
-        ExportError: onnx or onnxscript is missing, or a decoder's model is not 2-D.
+        ExportError: onnx or onnxscript is missing, ``out`` cannot be made, or a decoder's
+            model is not 2-D.
     """
     from ..checkpoints import load_pretrained
 
     out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as err:  # a file in the way, no permission: before any model is loaded
+        raise ExportError(f"cannot write the models into {out}: {err.strerror}") from None
     written, manifest = {}, {}
     for spec in exports:
         model = load_pretrained(spec.name)
