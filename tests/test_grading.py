@@ -13,6 +13,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import socket
 import sys
@@ -24,7 +25,7 @@ import pytest
 import torch
 
 from helper_lib.assets.project import VERSION
-from helper_lib.tools import cli
+from helper_lib.tools import cli, grading
 from helper_lib.tools.book import handout
 from helper_lib.tools.grading import (
     GradingError,
@@ -37,6 +38,7 @@ from helper_lib.tools.grading import (
     version_note,
 )
 from helper_lib.tools.sandbox import protections
+from helper_lib.tools.zygote import ZygoteError, drop_privileges, unprivileged
 
 REPO = Path(__file__).resolve().parent.parent
 SOURCE = REPO / "notebooks" / "03_logvar_trick.ipynb"
@@ -140,6 +142,9 @@ def graded(tmp_path_factory):
         # its point if it sees any of that (the leak and the check: _LEAK and _CLEAN, below)
         "leaker": [_LEAK],
         "zz_victim": [_CLEAN],
+        # #36: a run forked from the zygote is as unprivileged as one started from scratch,
+        # and in its own sandbox's PID namespace (_PROBE, below)
+        "prober": [_PROBE],
     }
     for name, cells in hostile.items():
         (subs / name).mkdir(parents=True)
@@ -161,8 +166,17 @@ def graded(tmp_path_factory):
     (subs / "truncated" / "03.ipynb").write_bytes(SOURCE.read_bytes()[:20_000])
     checks_hash = _sha(real_checks)
     lines: list[str] = []
-    rows = grade([subs], out, timeout=20, memory_mb=2500, keep_answers=True, log=lines.append,
-                 disk_mb=64, feedback=True, formats=["gradescope"])
+    forked = grading._forked_run
+
+    def alice_from_scratch(zygote, sub, *args, **kwargs):  # the fallback, and the path it takes
+        if sub.student == "alice":
+            raise ZygoteError("planted by the test")
+        return forked(zygote, sub, *args, **kwargs)
+
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(grading, "_forked_run", alice_from_scratch)
+        rows = grade([subs], out, timeout=20, memory_mb=2500, keep_answers=True,
+                     log=lines.append, disk_mb=64, feedback=True, formats=["gradescope"])
     listener.close()
     return {"rows": {r["student"]: r for r in rows}, "out": out, "log": lines, "alice": alice,
             "checks_hash": checks_hash, "connections": connections, "real_checks": real_checks}
@@ -179,7 +193,7 @@ def test_every_submission_gets_the_points_its_real_answers_earn(graded):
                       "reader": 1, "planter": 1, "signaller": 1, "looper": 1, "deaf": 0,
                       "hog": 1,
                       "network": 1, "notanotebook": 0, "truncated": 0, "leaker": 1,
-                      "zz_victim": 1}
+                      "zz_victim": 1, "prober": 1}
     with open(graded["out"] / "grades.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["student"] for r in table] == sorted(totals)
@@ -211,6 +225,12 @@ def test_the_reports_say_what_happened(graded):
     assert "not a notebook" in _report(graded, "notanotebook")["problem"]
     assert "not a notebook" in _report(graded, "truncated")["problem"]
     assert any("✓ no network" in line for line in graded["log"])
+    # every run was forked from the zygote, but alice's, which the test kept from it: hers
+    # started from scratch, and says so
+    assert any("forked from a zygote" in line for line in graded["log"])
+    notes = {name: " ".join(_report(graded, name)["notes"]) for name in graded["rows"]}
+    assert "started from scratch: the zygote could not take the run (planted" in notes["alice"]
+    assert not [name for name, note in notes.items() if "scratch" in note and name != "alice"]
 
 
 @NEEDS_SANDBOX
@@ -287,7 +307,7 @@ def test_each_student_gets_a_feedback_page_with_their_own_work_only(graded):
     out = graded["out"]
     reports = {p.stem: json.loads(p.read_text()) for p in (out / "reports").glob("*.json")}
     pages = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.html")}
-    assert set(pages) == set(reports) and len(pages) == 16
+    assert set(pages) == set(reports) and len(pages) == 17
     from helper_lib.tools.exercises import NOTEBOOKS
 
     references = _references("03_logvar_trick")
@@ -852,6 +872,24 @@ if leaks:  # an answer that scores 0 where anything carried over
     answer_1 = (torch.zeros(3), 0.0)"""
 
 
+_PROBE = """import os
+status = dict(line.split(":", 1) for line in open("/proc/self/status").read().splitlines()
+              if ":" in line)
+nobody, none = "65534 65534 65534 65534", "0" * 16
+wrong = [key for key, want in [("Uid", nobody), ("Gid", nobody), ("Groups", ""),
+                               ("CapInh", none), ("CapPrm", none), ("CapEff", none),
+                               ("CapBnd", none), ("CapAmb", none), ("NoNewPrivs", "1")]
+         if " ".join(status.get(key, "?").split()) != want]
+others = [p for p in os.listdir("/proc") if p.isdigit() and int(p) != os.getpid()]
+if len(others) > 3:  # bubblewrap's first process, the holder or none, the runner
+    wrong.append(f"sees {len(others)} other processes")
+if os.readlink("/proc/self") != str(os.getpid()):  # its pid is not of the sandbox's /proc
+    wrong.append("is outside its sandbox's PID namespace")
+print("privileged:", wrong)
+if wrong:  # an answer that scores 0 where the kernel is privileged or sees too much
+    answer_1 = (torch.zeros(3), 0.0)"""
+
+
 def test_the_leak_check_sees_each_leak_within_one_process(tmp_path):
     """The positive control of #36's isolation check (the class above runs "leaker", then
     "zz_victim", each in a process of its own: the victim keeps its point): run one after the
@@ -863,3 +901,43 @@ def test_the_leak_check_sees_each_leak_within_one_process(tmp_path):
                              text=True, timeout=120, check=True)
     Path("/tmp/leak.txt").unlink(missing_ok=True)
     assert "leaks: ['global', 'file', 'module', 'torch', 'environment']" in control.stdout
+
+
+_STATUS = ("Uid:\t65534\t65534\t65534\t65534\nGid:\t65534\t65534\t65534\t65534\nGroups:\t\n"
+           "CapInh:\t0000000000000000\nCapPrm:\t0000000000000000\nCapEff:\t0000000000000000\n"
+           "CapBnd:\t0000000000000000\nCapAmb:\t0000000000000000\nNoNewPrivs:\t1\n")
+
+
+@pytest.mark.parametrize("key, value", [("Uid", "0\t0\t0\t0"), ("Gid", "65534\t0\t65534\t65534"),
+                                        ("Groups", "0"), ("CapBnd", "000001ffffffffff"),
+                                        ("CapAmb", "0000000000000001"), ("NoNewPrivs", "0")])
+def test_a_forked_run_that_would_keep_a_privilege_is_caught(key, value):
+    """The zygote's child checks /proc/self/status before any runner or kernel starts; each
+    planted privilege is named (and the run stops: drop_privileges raises)."""
+    assert unprivileged(_STATUS) == []
+    planted = re.sub(rf"^{key}:.*$", f"{key}:\t{value}", _STATUS, flags=re.M)
+    assert unprivileged(planted) == [f"{key} is {' '.join(value.split())!r}"]
+    assert unprivileged(_STATUS.replace("NoNewPrivs:\t1\n", "")) == ["NoNewPrivs is '(missing)'"]
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="dropping root's privileges needs root")
+def test_dropping_privileges_leaves_root_nothing():
+    """drop_privileges, in a child of root: nobody, no groups, every capability set empty,
+    no_new_privs, as the kernel's /proc/self/status reports it; and root is out of reach."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        code = 1
+        try:
+            os.close(read)
+            drop_privileges()
+            try:
+                os.setuid(0)
+                code = 3
+            except PermissionError:
+                code = 0 if unprivileged() == [] else 2
+        finally:
+            os._exit(code)
+    os.close(write)
+    assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
+    os.close(read)

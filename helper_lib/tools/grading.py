@@ -29,6 +29,7 @@ import queue
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -60,6 +61,7 @@ from .sandbox import (
     protections,
     sandbox_command,
 )
+from .zygote import HOLDER, ZYGOTE_FAILED, Zygote, ZygoteError, holder_pid
 
 __all__ = ["DEFAULT_MEMORY_MB", "DEFAULT_TIMEOUT_S", "GradingError", "RunOutput", "Submission",
            "csv_cell", "expected_notebooks", "grade", "parse_json", "parse_result", "recognise",
@@ -369,12 +371,14 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
              disk_mb: int = DEFAULT_DISK_MB, cpus: Sequence[int] | None = None,
              datasets: Path | None = None, output_bytes: int = LOG_TAIL_BYTES,
              shared: Mapping[str, bytes] | None = None,
-             hidden: Sequence[str] | None = None) -> None:
+             hidden: Sequence[str] | None = None, zygote: Zygote | None = None) -> None:
     """Run one submission (sandboxed: in a scratch tmpfs of ``disk_mb`` MB; else in a scratch
     folder under ``root``), and keep what its run sent back in ``sub.result``. ``shared`` and
     ``hidden`` are the same for every run of a class (:func:`grade` reads them once): the files
     each scratch folder starts with besides the submission (:func:`_shared_files`), and the
-    files the sandbox shows empty (:func:`~helper_lib.tools.sandbox.hidden_files`)."""
+    files the sandbox shows empty (:func:`~helper_lib.tools.sandbox.hidden_files`). With a
+    ``zygote`` the run is forked from it (:func:`_forked_run`); where it cannot take the run,
+    the run starts from scratch."""
     from ..assets.datasets import resolve_data_root
 
     if sub.path.is_symlink():  # checked when it was collected; the file may have changed since
@@ -389,15 +393,45 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
             (scratch / name).write_bytes(data)
     work, lib_at = (WORK, LIB) if sandboxed else (str(scratch), str(lib))
     data_at = DATASETS if sandboxed else str(resolve_data_root())
+    env = _run_env(work, lib_at, data_at)
+    t0 = time.perf_counter()
+    run = None
+    if zygote is not None and sandboxed:
+        try:
+            run = _forked_run(zygote, sub, files, lib, datasets, pretrained, disk_mb, hidden, env,
+                              timeout, memory_mb, processes, cpus, output_bytes)
+        except ZygoteError as err:
+            sub.notes.append(f"started from scratch: the zygote could not take the run ({err})")
+            t0 = time.perf_counter()
+    if run is None:
+        run = _exec_run(sub, files, lib, datasets, pretrained, disk_mb, hidden, env, timeout,
+                        memory_mb, processes, cpus, output_bytes, sandboxed, scratch, work,
+                        lib_at)
+    if scratch is not None:
+        shutil.rmtree(scratch, ignore_errors=True)
+    _read_run(sub, run, timeout, t0)
+
+
+def _run_env(work: str, lib_at: str, data_at: str) -> dict[str, str]:
+    """The environment of a run (and of the zygote, which imports what the runs import)."""
+    return {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "PYTHONPATH": lib_at,
+            "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{work}/.mpl",
+            "VAE_SMOKE": "0", "VAE_DATA_DIR": data_at, "VAE_CACHE_DIR": f"{work}/cache",
+            "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
+            "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+
+
+def _exec_run(sub: Submission, files: Mapping[str, bytes], lib: Path, datasets: Path | None,
+              pretrained: Path, disk_mb: int, hidden: Sequence[str] | None,
+              env: Mapping[str, str], timeout: float, memory_mb: int, processes: int,
+              cpus: Sequence[int] | None, output_bytes: int, sandboxed: bool,
+              scratch: Path | None, work: str, lib_at: str) -> RunOutput:
+    """A run started from scratch: the runner (``grading_run.py``) as a new Python process,
+    in a sandbox of its own; it starts the kernel as a process of its own."""
     result_read, result_write = os.pipe()
     # the runner as a script: ``-m helper_lib.tools.grading_run`` would import torch for nothing
     argv = [sys.executable, f"{lib_at}/helper_lib/tools/grading_run.py", f"{work}/submission.ipynb",
             str(sub.notebook), str(timeout), str(result_write)]
-    env = {"PATH": "/usr/bin:/bin", "HOME": work, "LANG": "C.UTF-8", "PYTHONPATH": lib_at,
-           "PYTHONDONTWRITEBYTECODE": "1", "MPLBACKEND": "Agg", "MPLCONFIGDIR": f"{work}/.mpl",
-           "VAE_SMOKE": "0", "VAE_DATA_DIR": data_at, "VAE_CACHE_DIR": f"{work}/cache",
-           "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "JUPYTER_PLATFORM_DIRS": "1",
-           "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
     launch = (sandbox_command(argv, files, lib, datasets, pretrained, disk_mb, hidden)
               if sandboxed else SandboxCommand(argv, ()))
     inherited = [*launch.pass_fds, result_write]
@@ -406,18 +440,103 @@ def _run_one(sub: Submission, lib: Path, root: Path, timeout: float, memory_mb: 
         while inherited:
             os.close(inherited.pop())
 
-    t0 = time.perf_counter()
     try:
         with RunCap(processes, cpus) as cap:
-            run = run_with_log_tail(launch.cmd, env, timeout + 5, limits(memory_mb, cap),
-                                    keep=output_bytes, cleanup=cap.kill_all, cwd=scratch,
-                                    pass_fds=(*launch.pass_fds, result_write),
-                                    result_fd=result_read, on_start=close_inherited)
+            return run_with_log_tail(launch.cmd, env, timeout + 5, limits(memory_mb, cap),
+                                     keep=output_bytes, cleanup=cap.kill_all, cwd=scratch,
+                                     pass_fds=(*launch.pass_fds, result_write),
+                                     result_fd=result_read, on_start=close_inherited)
     finally:
         close_inherited()
         os.close(result_read)
-        if scratch is not None:
-            shutil.rmtree(scratch, ignore_errors=True)
+
+
+def _forked_run(zygote: Zygote, sub: Submission, files: Mapping[str, bytes], lib: Path,
+                datasets: Path | None, pretrained: Path, disk_mb: int,
+                hidden: Sequence[str] | None, env: Mapping[str, str], timeout: float,
+                memory_mb: int, processes: int, cpus: Sequence[int] | None,
+                output_bytes: int) -> RunOutput:
+    """A run forked from the zygote (:mod:`helper_lib.tools.zygote`). bubblewrap makes the run's
+    sandbox as for a run from scratch (the same mounts, scratch folder and limits, in the run's
+    cgroups), with a holder process in it (:data:`~helper_lib.tools.zygote.HOLDER`) in place
+    of the runner; the zygote's child for the run enters it and runs the runner and the
+    kernel there. The sandbox ends when that child ends (the holder's stdin closes), or at the
+    time limit.
+
+    Raises:
+        ZygoteError: the zygote could not take the run (nothing of the submission ran).
+    """
+    ready_read, ready_write = os.pipe()
+    info_read, info_write = os.pipe()
+    alive_read, alive_write = os.pipe()
+    result_read, result_write = os.pipe()
+    holder = [sys.executable, "-I", "-S", "-c", HOLDER.format(ready=ready_write)]
+    launch = sandbox_command(holder, files, lib, datasets, pretrained, disk_mb, hidden,
+                             info_fd=info_write)
+    inherited = [*launch.pass_fds, ready_write, info_write, alive_read]
+    mine = [ready_read, info_read, alive_write, result_read, result_write]
+
+    def close_inherited() -> None:
+        while inherited:
+            os.close(inherited.pop())
+
+    try:
+        with RunCap(processes, cpus) as cap:
+            request = {"argv": [f"{WORK}/submission.ipynb", str(sub.notebook), str(timeout)],
+                       "env": dict(env), "memory_mb": memory_mb, "cwd": WORK,
+                       "cgroups": [str(f) for f in dict.fromkeys(cap.paths.values())],
+                       "processes": None if "pids" in cap.paths else processes}
+
+            def hand_over(log_write: int) -> None:
+                zygote.hand_over(request, holder_pid(info_read, ready_read), alive_write,
+                                 log_write, result_write)
+                for fd in (alive_write, result_write):  # the run's child holds them now
+                    mine.remove(fd)
+                    os.close(fd)
+
+            run = run_with_log_tail(launch.cmd, env, timeout + 5, limits(memory_mb, cap),
+                                    keep=output_bytes, cleanup=cap.kill_all,
+                                    pass_fds=(*launch.pass_fds, ready_write, info_write),
+                                    result_fd=result_read, on_start=close_inherited,
+                                    stdin=alive_read, hand_over=hand_over)
+    finally:
+        close_inherited()
+        for fd in mine:
+            os.close(fd)
+    if not run.result and ZYGOTE_FAILED.encode() in run.log:
+        raise ZygoteError(run.log.decode("utf-8", "replace").split(ZYGOTE_FAILED)[-1]
+                          .strip()[:200])
+    return run
+
+
+def _start_zygote(lib: Path, datasets: Path | None, pretrained: Path,
+                  hidden: Sequence[str] | None, log: Callable[[str], None]) -> Zygote | None:
+    """The zygote for a class's runs (:mod:`helper_lib.tools.zygote`), or ``None`` where it
+    cannot run (not root, or ``VAE_GRADE_ZYGOTE=0``): the runs then start from scratch."""
+    if os.environ.get("VAE_GRADE_ZYGOTE", "1") == "0":
+        return None
+    if os.geteuid() != 0:
+        log("runs start from scratch: forking them from a zygote needs root")
+        return None
+    parent, child = socket.socketpair(socket.AF_UNIX, socket.SOCK_SEQPACKET)
+    argv = [sys.executable, "-c", "from helper_lib.tools.zygote import main, preload; "
+            f"preload(); main({child.fileno()})"]
+    try:
+        launch = sandbox_command(argv, None, lib, datasets, pretrained, hidden=hidden,
+                                 zygote=True)
+        zygote = Zygote(launch, _run_env(WORK, LIB, DATASETS), parent, child.fileno())
+    except (ZygoteError, OSError, RuntimeError) as err:
+        log(f"runs start from scratch: {err}")
+        parent.close()
+        return None
+    finally:
+        child.close()
+    log("runs are forked from a zygote that imported torch, helper_lib and the kernel once")
+    return zygote
+
+
+def _read_run(sub: Submission, run: RunOutput, timeout: float, t0: float) -> None:
+    """Keep what a run sent back in ``sub.result`` (and what went wrong in ``sub.problem``)."""
     if run.timed_out:
         sub.problem = f"ran past the time limit of {timeout:g} s and was killed"
     sub.result = {"seconds": round(time.perf_counter() - t0, 1), "errors": []}
@@ -538,7 +657,8 @@ def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float
                       keep: int = LOG_TAIL_BYTES,
                       cleanup: Callable[[], None] | None = None, cwd: Path | None = None,
                       pass_fds: Sequence[int] = (), result_fd: int | None = None,
-                      on_start: Callable[[], None] | None = None) -> RunOutput:
+                      on_start: Callable[[], None] | None = None, stdin: int | None = None,
+                      hand_over: Callable[[int], None] | None = None) -> RunOutput:
     """Run ``cmd`` with its stdout and stderr on one pipe, of which only the last ``keep``
     bytes are kept, however much it writes; it is killed after ``timeout`` seconds. When it
     ends, what it left behind is killed too: its process group (``preexec_fn`` makes it a
@@ -547,17 +667,39 @@ def run_with_log_tail(cmd: Sequence[str], env: Mapping[str, str], timeout: float
     the first ``MAX_INFO_BYTES + MAX_ANSWER_BYTES + 1`` bytes written to it are kept too, and
     the rest dropped. ``on_start`` runs once the process has started: it must close this
     process's copies of ``pass_fds`` (the pipe's write end among them), or the result pipe
-    never ends.
+    never ends. ``stdin``: a descriptor for its standard input (else none). ``hand_over`` runs
+    next, with the write end of the output pipe, for a zygote to pass on to the run
+    (:meth:`helper_lib.tools.zygote.Zygote.hand_over`); if it raises, the process is killed
+    and the error raised here.
 
     A submission's output is its own to flood (a shell command, a subprocess, a copy of the
     file descriptor all write to this pipe), so the grader's memory stays bounded by ``keep``.
     """
-    proc = subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                            stderr=subprocess.STDOUT, preexec_fn=preexec_fn, cwd=cwd,
-                            pass_fds=tuple(pass_fds))
+    log_read, log_write = os.pipe()
+    try:
+        proc = subprocess.Popen(cmd, env=dict(env), stdin=subprocess.DEVNULL if stdin is None
+                                else stdin, stdout=log_write, stderr=log_write,
+                                preexec_fn=preexec_fn, cwd=cwd, pass_fds=tuple(pass_fds))
+    except BaseException:
+        os.close(log_read)
+        os.close(log_write)
+        raise
+    if hand_over is None:
+        os.close(log_write)
+    log = _Reader(os.fdopen(log_read, "rb"), keep, tail=True)
     if on_start is not None:
         on_start()
-    log = _Reader(proc.stdout, keep, tail=True)
+    if hand_over is not None:
+        try:
+            hand_over(log_write)
+        except BaseException:
+            os.killpg(proc.pid, signal.SIGKILL)
+            if cleanup is not None:
+                cleanup()
+            proc.wait()
+            raise
+        finally:
+            os.close(log_write)
     result = None
     if result_fd is not None:
         result = _Reader(os.fdopen(os.dup(result_fd), "rb"), MAX_INFO_BYTES + MAX_ANSWER_BYTES,
@@ -776,6 +918,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
         lib = _library_copy(root, pretrained, sandboxed)
         runnable = [s for s in subs if s.notebook is not None]
         shared, hidden = _shared_files(), (hidden_files() if sandboxed else [])
+        zygote = _start_zygote(lib, datasets, pretrained, hidden, log) if sandboxed else None
         done, slots = 0, queue.SimpleQueue()
         for slot in range(jobs):  # the cores of each run at once, where only a cpuset shares them
             slots.put(slot)
@@ -786,7 +929,7 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
             try:
                 _run_one(sub, lib, root, timeout, memory_mb, pretrained, sandboxed, processes,
                          disk_mb, cores_for(slot, jobs), datasets, output_kb * 1000,
-                         shared=shared, hidden=hidden)
+                         shared=shared, hidden=hidden, zygote=zygote)
             except Exception as err:  # one submission never costs another its grade
                 sub.problem = f"the run failed: {type(err).__name__}: {err}"[:300]
                 sub.result.setdefault("errors", [])
@@ -797,8 +940,12 @@ def grade(paths: Sequence[str | os.PathLike], out: str | os.PathLike,
                 f"{sub.result.get('seconds', 0):.0f} s" + (f" ({sub.problem})" if sub.problem
                                                           else ""))
 
-        with ThreadPoolExecutor(max_workers=jobs) as pool:
-            list(pool.map(work, runnable))
+        try:
+            with ThreadPoolExecutor(max_workers=jobs) as pool:
+                list(pool.map(work, runnable))
+        finally:
+            if zygote is not None:
+                zygote.close()
     t_score, rows, reports = time.perf_counter(), [], []
     for sub in subs:
         file_name = report_names[sub.student]

@@ -66,7 +66,9 @@ def _send(fd: int, data: bytes) -> None:
         pass
 
 
-def main(argv: list[str]) -> int:
+def main(argv: list[str], km: object = None) -> int:
+    """Run the submission; ``km``: the kernel manager of a kernel forked already (the
+    zygote's, :func:`helper_lib.tools.zygote.start_kernel_first`), else nbclient starts one."""
     submission, notebook, seconds, result_fd = argv[0], argv[1], float(argv[2]), int(argv[3])
     _not_dumpable()
     os.set_inheritable(result_fd, False)  # the kernel, and anything it starts, never gets it
@@ -90,8 +92,9 @@ def main(argv: list[str]) -> int:
             return 8
         return max(1, int(deadline - time.monotonic()))
 
-    client = NotebookClient(nb, timeout_func=timeout, allow_errors=True, interrupt_on_timeout=True,
-                            kernel_name="python3", resources={"metadata": {"path": "."}})
+    client = NotebookClient(nb, km=km, timeout_func=timeout, allow_errors=True,
+                            interrupt_on_timeout=True, kernel_name="python3",
+                            resources={"metadata": {"path": "."}})
     errors: list[dict[str, object]] = []
     result: dict[str, object] = {"errors": errors, "dead_kernel": False}
     try:

@@ -30,9 +30,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = ["DATASETS", "DEFAULT_DISK_MB", "DEFAULT_PROCESSES", "LIB", "NOBODY", "TMP_MB", "WORK",
-           "Protection", "RunCap", "SandboxCommand", "cgroup_roots", "cores_for", "cpu_shared",
-           "hidden_files", "limits",
-           "protections", "sandbox_command"]
+           "ZYGOTE_CAPABILITIES", "Protection", "RunCap", "SandboxCommand", "cgroup_roots",
+           "cores_for", "cpu_shared", "hidden_files", "limits", "protections", "sandbox_command"]
 
 #: Where the sandbox sees its scratch folder, the read-only library copy, and the datasets.
 WORK = "/grader/work"
@@ -46,6 +45,11 @@ DEFAULT_PROCESSES = 512
 DEFAULT_DISK_MB = 512
 #: The size of the sandbox's private ``/tmp`` (another tmpfs).
 TMP_MB = 256
+#: What the zygote (:mod:`~helper_lib.tools.zygote`) keeps of root's capabilities: entering a
+#: run's namespaces (``setns``), becoming nobody, emptying the bounding set. Its children drop
+#: them all before any runner or kernel starts.
+ZYGOTE_CAPABILITIES = ("CAP_SYS_ADMIN", "CAP_SYS_CHROOT", "CAP_SETUID", "CAP_SETGID",
+                       "CAP_SETPCAP")
 
 
 @dataclass(frozen=True)
@@ -367,10 +371,12 @@ def _memfd(name: str, data: bytes) -> int:
     return fd
 
 
-def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
+def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes] | None, lib: Path,
                     datasets: Path | None, pretrained: Path,
                     disk_mb: int = DEFAULT_DISK_MB,
-                    hidden: Sequence[str] | None = None) -> SandboxCommand:
+                    hidden: Sequence[str] | None = None,
+                    info_fd: int | None = None,
+                    zygote: bool = False) -> SandboxCommand:
     """The command that runs ``argv`` inside the sandbox.
 
     bubblewrap sets up the namespaces and the mounts; as root it runs with the grader's rights
@@ -390,13 +396,31 @@ def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
         hidden: the files shown empty, :func:`hidden_files` of the mounted Python (found here
             where not given; a grader passes the list it found once for the whole class).
 
+        info_fd: bubblewrap writes ``{"child-pid": ...}`` here (the sandbox's first process,
+            as the host sees it), a descriptor to pass on.
+        zygote: the sandbox of :mod:`~helper_lib.tools.zygote` instead: ``files`` is ``None``
+            (no scratch folder: nothing in it is writable but a small private ``/tmp``), it
+            stays in the host's PID namespace, sees the machine's cgroups, and ``argv`` runs as
+            root with :data:`ZYGOTE_CAPABILITIES` only, which it needs to
+            enter the runs' sandboxes (it runs no submission's code).
+
     The mounted folders ``lib``, ``datasets`` and ``pretrained`` show their host paths in the
     sandbox's ``/proc/self/mountinfo``: the grader keeps them in a staging folder of its own.
     """
     bwrap = _bwrap()
     if bwrap is None:
         raise RuntimeError("bubblewrap (bwrap) is not installed")
-    args = [*_namespaces(), "--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
+    if zygote:
+        if os.geteuid() != 0:
+            raise RuntimeError("the zygote needs root (to enter the runs' sandboxes)")
+        args = ["--unshare-ipc", "--unshare-net", "--unshare-uts"]
+        for cap in ZYGOTE_CAPABILITIES:
+            args += ["--cap-add", cap]
+    else:
+        args = list(_namespaces())
+    if info_fd is not None:
+        args += ["--info-fd", str(info_fd)]
+    args += ["--die-with-parent", "--new-session", "--ro-bind", "/usr", "/usr"]
     for top in ("bin", "lib", "lib64", "sbin"):
         path = Path("/") / top
         if path.is_symlink():
@@ -424,8 +448,14 @@ def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes], lib: Path,
     for flag, source, dest in binds:
         args += ([flag, source, dest] if flag != "--ro-bind-data" else
                  ["--perms", "0644", flag, source, dest])
+    if zygote:
+        if Path("/sys/fs/cgroup").is_dir():  # where its children join their runs' cgroups
+            args += ["--bind", "/sys/fs/cgroup", "/sys/fs/cgroup"]
+        args += ["--chdir", "/"]
+        fds.append(_memfd("bwrap-args", b"".join(a.encode() + b"\0" for a in args)))
+        return SandboxCommand([bwrap, "--args", str(fds[-1]), "--", *argv], tuple(fds))
     args += ["--perms", "1777", "--size", str(disk_mb * 2**20), "--tmpfs", WORK]
-    for name, data in sorted(files.items()):
+    for name, data in sorted((files or {}).items()):
         dest = Path(WORK) / name
         for parent in reversed(dest.parents):
             if str(parent) not in made and _within(parent, Path(WORK)) and parent != Path(WORK):
