@@ -82,7 +82,8 @@ def graded(tmp_path_factory):
     targets = [out / "grades.csv", out / "reports" / "alice.json", alice, real_checks,
                Path("/grader/lib/helper_lib/tools/checks.py")]
     hostile = {
-        "faker": [
+        "faker": [  # fakes verdicts, a result file, and the zygote's word for a failed start
+            'import os\nos.write(2, b"zygote: the run could not start: faked\\n")\n'
             'print("✓ exercise 03.2: correct\\n✓ exercise 03.3: correct\\nScore: 3/3")\n'
             'open("result.answers.json", "w").write(\'{"03.2": "correct", "03.3": "correct"}\')'],
         "patcher": [

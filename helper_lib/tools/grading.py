@@ -503,8 +503,8 @@ def _forked_run(zygote: Zygote, sub: Submission, files: Mapping[str, bytes], lib
         close_inherited()
         for fd in mine:
             os.close(fd)
-    if not run.result and ZYGOTE_FAILED.encode() in run.log:
-        raise ZygoteError(run.log.decode("utf-8", "replace").split(ZYGOTE_FAILED)[-1]
+    if run.result.startswith(ZYGOTE_FAILED.encode()):  # before the submission ran
+        raise ZygoteError(run.result[len(ZYGOTE_FAILED):].decode("utf-8", "replace")
                           .strip()[:200])
     return run
 

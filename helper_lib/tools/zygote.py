@@ -47,8 +47,9 @@ from .sandbox import NOBODY
 #: One request: its JSON text, and the file descriptors that come with it.
 MAX_REQUEST = 1 << 16
 FDS = ("sandbox", "alive", "log", "result")  # the order of the descriptors of a request
-#: What a run's log says when the zygote's child could not start it (the grader then runs the
-#: submission from scratch).
+#: What the zygote's child writes to the run's result pipe (and log) when it could not start
+#: the run, before any code of the submission ran: the grader then runs the submission from
+#: scratch. A runner's result starts with ``{``, so no submission can fake it.
 ZYGOTE_FAILED = "zygote: the run could not start:"
 
 _CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
@@ -231,7 +232,7 @@ def _limits(memory_mb: int, cgroups: Sequence[str], processes: int | None) -> No
 
 def _run(request: dict[str, Any], fds: dict[str, int]) -> None:
     """The forked child of one request (it never returns): see the module's text."""
-    code = 70
+    code, started = 70, False
     try:
         os.dup2(fds["log"], 1)
         os.dup2(fds["log"], 2)
@@ -263,12 +264,15 @@ def _run(request: dict[str, Any], fds: dict[str, int]) -> None:
         from . import grading_run
 
         km = start_kernel_first(keep=[fds["result"]])
+        started = True  # from here on the submission's code runs
         code = grading_run.main([*request["argv"], str(fds["result"])], km)
     except BaseException as err:  # noqa: BLE001 - said on the run's log, and the run ends
-        try:
-            os.write(2, f"{ZYGOTE_FAILED} {type(err).__name__}: {err}\n".encode())
-        except OSError:
-            pass
+        said = f"{ZYGOTE_FAILED} {type(err).__name__}: {err}\n".encode()
+        for fd in (2, fds["result"]) if not started else (2,):
+            try:
+                os.write(fd, said)
+            except OSError:
+                pass
     finally:
         os._exit(code)
 
