@@ -11,8 +11,10 @@
 * :mod:`~helper_lib.tools.exercises`, :mod:`~helper_lib.tools.checks`: the exercises' answers
   and ``check("NN.k", answer)``.
 * :mod:`~helper_lib.tools.grading`, :mod:`~helper_lib.tools.grading_run`,
-  :mod:`~helper_lib.tools.sandbox`, :mod:`~helper_lib.tools.grades`: ``grade``, a class's
-  notebooks run in a bubblewrap sandbox, and the grades table it writes.
+  :mod:`~helper_lib.tools.sandbox`, :mod:`~helper_lib.tools.zygote`,
+  :mod:`~helper_lib.tools.grades`: ``grade``, a class's notebooks run in a bubblewrap sandbox
+  (as root, each run forked from a zygote that imported torch once), and the grades table it
+  writes.
 * :mod:`~helper_lib.tools.lms`, :mod:`~helper_lib.tools.feedback`,
   :mod:`~helper_lib.tools.similarity`, :mod:`~helper_lib.tools.shards`
   (:mod:`~helper_lib.tools.pages`): what ``grade`` writes besides ``grades.csv``: Canvas's,
