@@ -146,6 +146,11 @@ def graded(tmp_path_factory):
         # #36: a run forked from the zygote is as unprivileged as one started from scratch,
         # and in its own sandbox's PID namespace (_PROBE, below)
         "prober": [_PROBE],
+        # leaves processes running in sessions of their own: they end with its sandbox
+        "lingerer": ["import os, subprocess\n"
+                     "subprocess.Popen(['sleep', '301'], start_new_session=True)\n"
+                     "if os.fork() == 0:\n"
+                     "    os.setsid()\n    os.execvp('sleep', ['sleep', '302'])"],
     }
     for name, cells in hostile.items():
         (subs / name).mkdir(parents=True)
@@ -194,7 +199,7 @@ def test_every_submission_gets_the_points_its_real_answers_earn(graded):
                       "reader": 1, "planter": 1, "signaller": 1, "looper": 1, "deaf": 0,
                       "hog": 1,
                       "network": 1, "notanotebook": 0, "truncated": 0, "leaker": 1,
-                      "zz_victim": 1, "prober": 1}
+                      "zz_victim": 1, "prober": 1, "lingerer": 1}
     with open(graded["out"] / "grades.csv") as f:
         table = list(csv.DictReader(f))
     assert [r["student"] for r in table] == sorted(totals)
@@ -243,6 +248,28 @@ def test_hostile_submissions_reach_nothing_outside_their_scratch_folder(graded):
     # other students, the checks, the grades, /root; and no host folder named inside
     assert seen == [False, False, False, False, False]
     assert graded["connections"] == []  # no connection reached the grader's loopback
+    assert _report(graded, "lingerer")["cell_errors"] == []  # its processes started,
+    assert _lingering() == []  # and ended with its sandbox
+    import subprocess
+
+    control = subprocess.Popen(["sleep", "301"])  # and the search sees one that runs
+    try:
+        assert _lingering() == [f"/proc/{control.pid}/cmdline"]
+    finally:
+        control.kill()
+        control.wait()
+
+
+def _lingering() -> list[str]:
+    """The processes on this machine that run ``sleep 301`` or ``sleep 302``."""
+    found = []
+    for path in Path("/proc").glob("[0-9]*/cmdline"):
+        try:
+            if re.fullmatch(rb"sleep\x0030[12]\x00", path.read_bytes()):
+                found.append(str(path))
+        except OSError:
+            pass
+    return found
 
 
 def _references(notebook: str) -> list[float]:
@@ -308,7 +335,7 @@ def test_each_student_gets_a_feedback_page_with_their_own_work_only(graded):
     out = graded["out"]
     reports = {p.stem: json.loads(p.read_text()) for p in (out / "reports").glob("*.json")}
     pages = {p.stem: p.read_text(encoding="utf-8") for p in (out / "feedback").glob("*.html")}
-    assert set(pages) == set(reports) and len(pages) == 17
+    assert set(pages) == set(reports) and len(pages) == 18
     from helper_lib.tools.exercises import NOTEBOOKS
 
     references = _references("03_logvar_trick")

@@ -201,11 +201,15 @@ def _kernel(connection_file: str, close: Sequence[int]) -> None:
         _prctl(_PR_SET_DUMPABLE, 1)  # as an exec'd kernel is; the runner stays not dumpable
         if sys.path and sys.path[0] == "":  # ipykernel_launcher's start; IPython puts it back
             del sys.path[0]
-        sys.argv = ["ipykernel_launcher", "-f", connection_file]
+        # as jupyter_client launches a kernel: it watches its parent, the runner, and ends
+        # with it (ipykernel read its default when the zygote imported it: pass it on)
+        os.environ["JPY_PARENT_PID"] = str(os.getppid())
+        argv = ["-f", connection_file, f"--IPKernelApp.parent_handle={os.getppid()}"]
+        sys.argv = ["ipykernel_launcher", *argv]
         asyncio.set_event_loop(asyncio.new_event_loop())
         from ipykernel.kernelapp import IPKernelApp
 
-        IPKernelApp.launch_instance(argv=["-f", connection_file])
+        IPKernelApp.launch_instance(argv=argv)
         code = 0
     except BaseException:  # noqa: BLE001 - the kernel's end, whatever it was
         import traceback
