@@ -175,10 +175,10 @@ class ForkedKernelManager(AsyncKernelManager):
 
 
 def start_kernel_first(keep: Sequence[int] = ()) -> ForkedKernelManager:
-    """Fork this process into an IPython kernel before anything else runs here (no event loop,
-    no ZeroMQ context to share), and return the manager that the runner's nbclient starts it
-    with. The kernel closes every descriptor but 0, 1, 2 and ``keep``... of which it keeps none:
-    ``keep`` names the ones this process holds and the kernel must not."""
+    """Fork this process into an IPython kernel before anything else runs here (so there is no
+    event loop or ZeroMQ context to share), and return the manager that the runner's nbclient
+    "starts" it with. ``keep``: descriptors that this process keeps and the kernel must not
+    hold (the result pipe); the kernel closes them first."""
     # The ports and key are chosen here and read by the kernel, so jupyter_client must not
     # choose others when it "starts" it (its port cache; Curve keys, off as for a new kernel).
     km = ForkedKernelManager(kernel_name="python3", cache_ports=False)
