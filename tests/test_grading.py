@@ -969,3 +969,15 @@ def test_dropping_privileges_leaves_root_nothing():
     os.close(write)
     assert os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1]) == 0
     os.close(read)
+
+
+def test_without_root_or_when_told_the_runs_start_from_scratch(monkeypatch, tmp_path):
+    """The zygote needs root; without it (or with VAE_GRADE_ZYGOTE=0) grade says how the runs
+    start, and starts no zygote."""
+    lines: list[str] = []
+    monkeypatch.setattr(grading.os, "geteuid", lambda: 1000)
+    assert grading._start_zygote(tmp_path, None, tmp_path, [], lines.append) is None
+    assert lines == ["runs start from scratch: forking them from a zygote needs root"]
+    monkeypatch.setenv("VAE_GRADE_ZYGOTE", "0")
+    assert grading._start_zygote(tmp_path, None, tmp_path, [], lines.append) is None
+    assert lines[1:] == ["runs start from scratch: VAE_GRADE_ZYGOTE=0"]

@@ -514,6 +514,7 @@ def _start_zygote(lib: Path, datasets: Path | None, pretrained: Path,
     """The zygote for a class's runs (:mod:`helper_lib.tools.zygote`), or ``None`` where it
     cannot run (not root, or ``VAE_GRADE_ZYGOTE=0``): the runs then start from scratch."""
     if os.environ.get("VAE_GRADE_ZYGOTE", "1") == "0":
+        log("runs start from scratch: VAE_GRADE_ZYGOTE=0")
         return None
     if os.geteuid() != 0:
         log("runs start from scratch: forking them from a zygote needs root")
