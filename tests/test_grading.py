@@ -981,3 +981,38 @@ def test_without_root_or_when_told_the_runs_start_from_scratch(monkeypatch, tmp_
     monkeypatch.setenv("VAE_GRADE_ZYGOTE", "0")
     assert grading._start_zygote(tmp_path, None, tmp_path, [], lines.append) is None
     assert lines[1:] == ["runs start from scratch: VAE_GRADE_ZYGOTE=0"]
+
+
+@NEEDS_SANDBOX
+@pytest.mark.skipif(os.geteuid() != 0, reason="the zygote needs root")
+def test_the_zygote_keeps_five_capabilities_and_one_socket(tmp_path):
+    """The zygote (root, in a sandbox of its own) holds exactly ZYGOTE_CAPABILITIES, in its
+    permitted, effective and bounding sets, none inheritable or ambient, with no_new_privs;
+    besides stdin, stdout and stderr its one descriptor is the grader's socket; it ends when the
+    grader closes it. (As root, bubblewrap alone would have left it all of root's.)"""
+    from helper_lib.tools.sandbox import ZYGOTE_CAPABILITIES, hidden_files
+    from helper_lib.tools.zygote import _CAP_NUMBERS
+
+    root = tmp_path / "stage"
+    root.mkdir()
+    pretrained = grading._stage(root, grading._inputs({"03_logvar_trick"}), "models")
+    lib = grading._library_copy(root, pretrained, True)
+    lines: list[str] = []
+    zygote = grading._start_zygote(lib, None, pretrained, hidden_files(), lines.append)
+    assert zygote is not None, lines
+    try:
+        bwrap = zygote.proc.pid
+        [pid] = Path(f"/proc/{bwrap}/task/{bwrap}/children").read_text().split()
+        status = dict(line.split(":\t", 1) for line in
+                      Path(f"/proc/{pid}/status").read_text().splitlines() if ":\t" in line)
+        five = f"{sum(1 << _CAP_NUMBERS[name] for name in ZYGOTE_CAPABILITIES):016x}"
+        assert five == "00000000002401c0"
+        assert [status[k] for k in ("CapPrm", "CapEff", "CapBnd")] == [five] * 3
+        assert [status[k] for k in ("CapInh", "CapAmb", "NoNewPrivs")] == ["0" * 16] * 2 + ["1"]
+        fds = {fd.name: os.readlink(fd) for fd in Path(f"/proc/{pid}/fd").iterdir()}
+        assert len(fds) == 4 and [t for fd, t in fds.items() if fd not in "012"][0].startswith(
+            "socket:")
+        assert str(REPO).encode() not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    finally:
+        zygote.close()
+    assert zygote.proc.poll() is not None

@@ -413,7 +413,8 @@ def sandbox_command(argv: Sequence[str], files: Mapping[str, bytes] | None, lib:
     if zygote:
         if os.geteuid() != 0:
             raise RuntimeError("the zygote needs root (to enter the runs' sandboxes)")
-        args = ["--unshare-ipc", "--unshare-net", "--unshare-uts"]
+        # as root, bubblewrap would leave it all of root's capabilities: drop them, then add
+        args = ["--unshare-ipc", "--unshare-net", "--unshare-uts", "--cap-drop", "ALL"]
         for cap in ZYGOTE_CAPABILITIES:
             args += ["--cap-add", cap]
     else:

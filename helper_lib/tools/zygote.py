@@ -1,16 +1,15 @@
 """Inside a sandbox of its own: a process that has imported torch, helper_lib and Jupyter's
 kernel once, and forks a fresh child for each submission (docs/grading.md, "A process per
-submission, forked").
+submission, forked from a zygote").
 
-Each run of a submission starts Python, nbclient and a kernel that imports torch: about four
-fifths of a short notebook's run on the 2-core AMD EPYC. This process pays that once. The
-grader starts it in a bubblewrap sandbox with the runs' read-only mounts and no scratch
-folder, as root with the few capabilities it needs to enter another sandbox
-(:data:`~helper_lib.tools.sandbox.ZYGOTE_CAPABILITIES`), and sends it a request per submission
-over a socket: the run's own sandbox (bubblewrap made it, with the submission's scratch
-folder; a process in it holds it open), as a pidfd, and the pipes for the run's output and
-result. For each request it forks
-a child that
+Each run of a submission starts Python, nbclient and a kernel that imports torch: most of a
+short notebook's run (notebook 03 takes 4.9 s alone, and 1.8 s forked from here, on the 2-core
+AMD EPYC). This process pays that once. The grader starts it in a bubblewrap sandbox with the
+runs' read-only mounts and no scratch folder, as root with the few capabilities it needs to
+enter another sandbox (:data:`~helper_lib.tools.sandbox.ZYGOTE_CAPABILITIES`), and sends it a
+request per submission over a socket: the run's own sandbox (bubblewrap made it, with the
+submission's scratch folder; a process in it holds it open) as its namespaces' files, and the
+pipes for the run's output and result. For each request it forks a child that
 
 1. joins the run's cgroups and sets its resource limits,
 2. enters every namespace of the run's sandbox (``setns``: mounts, PIDs, network, IPC, UTS,
@@ -42,18 +41,20 @@ from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-from .sandbox import NOBODY
+from .sandbox import NOBODY, ZYGOTE_CAPABILITIES
 
 #: One request: its JSON text, and the file descriptors that come with it.
 MAX_REQUEST = 1 << 16
-FDS = ("sandbox", "alive", "log", "result")  # the order of the descriptors of a request
+_CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
+          "pid": 0x20000000, "net": 0x40000000}
+#: The descriptors of a request, in order: the run sandbox's namespaces (``/proc/PID/ns/*``,
+#: opened by the grader), and its pipes.
+FDS = (*_CLONE, "alive", "log", "result")
 #: What the zygote's child writes to the run's result pipe (and log) when it could not start
 #: the run, before any code of the submission ran: the grader then runs the submission from
 #: scratch. A runner's result starts with ``{``, so no submission can fake it.
 ZYGOTE_FAILED = "zygote: the run could not start:"
 
-_CLONE = {"mnt": 0x00020000, "cgroup": 0x02000000, "uts": 0x04000000, "ipc": 0x08000000,
-          "pid": 0x20000000, "net": 0x40000000}
 _PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_NO_NEW_PRIVS, _PR_CAP_AMBIENT = 4, 24, 38, 47
 _PR_CAP_AMBIENT_CLEAR_ALL = 4
 _libc = ctypes.CDLL(None, use_errno=True)
@@ -79,20 +80,22 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
-def enter(sandbox_fd: int) -> None:
-    """Enter every namespace of the process that ``sandbox_fd`` (a pidfd) names but its user
-    one, at once; the PID namespace holds for this process's children."""
-    flags = 0
-    for flag in _CLONE.values():
-        flags |= flag
-    _check(_libc.setns(sandbox_fd, flags), "setns")
+def enter(fds: dict[str, int]) -> None:
+    """Enter the run sandbox's namespaces, ``fds[name]`` each (a ``/proc/PID/ns/<name>`` file,
+    checked to be of that kind); the PID namespace holds for this process's children. The
+    grader opens the files, which needs the right to read the holder (``CAP_SYS_PTRACE`` for
+    root and a process of nobody): the zygote needs no such right."""
+    for name, flag in _CLONE.items():
+        _check(_libc.setns(fds[name], flag), f"setns({name})")
+        os.close(fds[name])
 
 
 def drop_privileges() -> None:
     """Become ``nobody`` with no groups, no capabilities and ``no_new_privs``, as ``setpriv
     --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all
     --no-new-privs`` does; then check it (:func:`unprivileged`) and raise if it did not hold."""
-    last = int(open("/proc/sys/kernel/cap_last_cap").read())
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
     for cap in range(last + 1):
         _prctl(_PR_CAPBSET_DROP, cap)
     os.setgroups([])
@@ -243,8 +246,7 @@ def _run(request: dict[str, Any], fds: dict[str, int]) -> None:
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
         os.setsid()
         _limits(int(request["memory_mb"]), request["cgroups"], request["processes"])
-        enter(fds["sandbox"])
-        os.close(fds["sandbox"])
+        enter(fds)
         os.chdir(request["cwd"])
         child = os.fork()  # the first process of this run inside its PID namespace
         if child:
@@ -299,8 +301,25 @@ def _receive(sock: socket.socket) -> tuple[dict[str, Any], dict[str, int]] | Non
     return json.loads(data), dict(zip(FDS, fds, strict=True))
 
 
+#: The numbers of :data:`~helper_lib.tools.sandbox.ZYGOTE_CAPABILITIES` (linux/capability.h).
+_CAP_NUMBERS = {"CAP_SETGID": 6, "CAP_SETUID": 7, "CAP_SETPCAP": 8, "CAP_SYS_CHROOT": 18,
+                "CAP_SYS_ADMIN": 21}
+
+
 def main(control_fd: int) -> int:
-    """Serve the grader's requests on ``control_fd`` until it closes it."""
+    """Serve the grader's requests on ``control_fd`` until it closes it. First the zygote keeps
+    its own capabilities only: bubblewrap leaves the bounding set whole, and puts them in the
+    inheritable and ambient sets too, which nothing here needs."""
+    keep = {_CAP_NUMBERS[name] for name in ZYGOTE_CAPABILITIES}
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for cap in set(range(last + 1)) - keep:
+        _prctl(_PR_CAPBSET_DROP, cap)
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    mask = sum(1 << cap for cap in keep)  # all below 32: the first word
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
+    data[0].effective = data[0].permitted = mask
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the children are reaped as they end
     sock = socket.socket(fileno=control_fd)
     sock.sendall(b"ready")
@@ -387,20 +406,24 @@ class Zygote:
 
     def hand_over(self, request: dict[str, Any], sandbox_pid: int, alive: int, log: int,
                   result: int) -> None:
-        """Ask the zygote to run ``request`` in the sandbox whose first process is
-        ``sandbox_pid``; the descriptors are sent, not closed."""
+        """Ask the zygote to run ``request`` in the namespaces of ``sandbox_pid`` (the holder);
+        the descriptors are sent, not closed."""
         if self.proc.poll() is not None:
             raise ZygoteError(f"the zygote has ended: {self.errors()}")
-        pidfd = os.pidfd_open(sandbox_pid)
+        namespaces: list[int] = []
         try:
-            fds = array.array("i", [pidfd, alive, log, result])
+            for name in _CLONE:
+                namespaces.append(os.open(f"/proc/{sandbox_pid}/ns/{name}",
+                                          os.O_RDONLY | os.O_CLOEXEC))
+            fds = array.array("i", [*namespaces, alive, log, result])
             with self._lock:
                 self.sock.sendmsg([json.dumps(request).encode()],
                                   [(socket.SOL_SOCKET, socket.SCM_RIGHTS, fds)])
         except OSError as err:
             raise ZygoteError(f"the zygote took no run: {err}") from None
         finally:
-            os.close(pidfd)
+            for fd in namespaces:
+                os.close(fd)
 
     def close(self) -> None:
         self.sock.close()
