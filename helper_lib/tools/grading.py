@@ -484,8 +484,8 @@ def _forked_run(zygote: Zygote, sub: Submission, files: Mapping[str, bytes], lib
         with RunCap(processes, cpus) as cap:
             request = {"argv": [f"{WORK}/submission.ipynb", str(sub.notebook), str(timeout)],
                        "env": dict(env), "memory_mb": memory_mb, "cwd": WORK,
-                       "cgroups": [str(f) for f in dict.fromkeys(cap.paths.values())],
-                       "processes": None if "pids" in cap.paths else processes}
+                       "cgroups": {k: str(folder) for k, folder in cap.paths.items()},
+                       "processes": processes}
 
             def hand_over(log_write: int) -> None:
                 zygote.hand_over(request, holder_pid(info_read, ready_read), alive_write,

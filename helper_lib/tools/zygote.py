@@ -32,16 +32,20 @@ import asyncio
 import ctypes
 import json
 import os
-import resource
+import select
 import signal
 import socket
+import subprocess
 import sys
+import tempfile
+import threading
 from collections.abc import Sequence
+from pathlib import Path
 from typing import Any
 
 from jupyter_client.manager import AsyncKernelManager
 
-from .sandbox import NOBODY, ZYGOTE_CAPABILITIES
+from .sandbox import NOBODY, ZYGOTE_CAPABILITIES, RunCap, limits
 
 #: One request: its JSON text, and the file descriptors that come with it.
 MAX_REQUEST = 1 << 16
@@ -80,6 +84,23 @@ class _CapData(ctypes.Structure):
                 ("inheritable", ctypes.c_uint32)]
 
 
+def _bound(keep: set[int]) -> None:
+    """Empty the bounding set of every capability but ``keep`` (numbers; needs CAP_SETPCAP)."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for cap in set(range(last + 1)) - keep:
+        _prctl(_PR_CAPBSET_DROP, cap)
+
+
+def _hold(keep: set[int]) -> None:
+    """Hold the capabilities ``keep`` (numbers) as permitted and effective, none inheritable
+    and none ambient."""
+    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
+    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # version 3: two words
+    data[0].effective = data[0].permitted = sum(1 << cap for cap in keep)  # all below 32
+    _check(_libc.capset(ctypes.byref(header), data), "capset")
+
+
 def enter(fds: dict[str, int]) -> None:
     """Enter the run sandbox's namespaces, ``fds[name]`` each (a ``/proc/PID/ns/<name>`` file,
     checked to be of that kind); the PID namespace holds for this process's children. The
@@ -94,16 +115,11 @@ def drop_privileges() -> None:
     """Become ``nobody`` with no groups, no capabilities and ``no_new_privs``, as ``setpriv
     --reuid=65534 --regid=65534 --clear-groups --inh-caps=-all --bounding-set=-all
     --no-new-privs`` does; then check it (:func:`unprivileged`) and raise if it did not hold."""
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        last = int(f.read())
-    for cap in range(last + 1):
-        _prctl(_PR_CAPBSET_DROP, cap)
+    _bound(set())  # while root still has CAP_SETPCAP
     os.setgroups([])
     os.setresgid(NOBODY, NOBODY, NOBODY)
     os.setresuid(NOBODY, NOBODY, NOBODY)  # empties the permitted and effective sets
-    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()  # version 3: two words
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _hold(set())
     _prctl(_PR_SET_NO_NEW_PRIVS, 1)
     wrong = unprivileged()
     if wrong:
@@ -224,19 +240,6 @@ def _kernel(connection_file: str, close: Sequence[int]) -> None:
         os._exit(code)
 
 
-def _limits(memory_mb: int, cgroups: Sequence[str], processes: int | None) -> None:
-    """:func:`helper_lib.tools.sandbox.limits` and ``RunCap.join``, in the child."""
-    for folder in cgroups:
-        with open(os.path.join(folder, "cgroup.procs"), "w") as f:
-            f.write(str(os.getpid()))
-    data = memory_mb * 1024 * 1024
-    resource.setrlimit(resource.RLIMIT_DATA, (data, data))
-    resource.setrlimit(resource.RLIMIT_FSIZE, (512 * 2**20, 512 * 2**20))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    if processes is not None:
-        resource.setrlimit(resource.RLIMIT_NPROC, (processes, processes))
-
-
 def _run(request: dict[str, Any], fds: dict[str, int]) -> None:
     """The forked child of one request (it never returns): see the module's text."""
     code, started = 70, False
@@ -244,8 +247,9 @@ def _run(request: dict[str, Any], fds: dict[str, int]) -> None:
         os.dup2(fds["log"], 1)
         os.dup2(fds["log"], 2)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
-        os.setsid()
-        _limits(int(request["memory_mb"]), request["cgroups"], request["processes"])
+        cap = RunCap(int(request["processes"]))  # the run's, made by the grader: joined here
+        cap.paths = {controller: Path(folder) for controller, folder in request["cgroups"].items()}
+        limits(int(request["memory_mb"]), cap)()  # a session, rlimits, the cgroups
         enter(fds)
         os.chdir(request["cwd"])
         child = os.fork()  # the first process of this run inside its PID namespace
@@ -311,15 +315,8 @@ def main(control_fd: int) -> int:
     its own capabilities only: bubblewrap leaves the bounding set whole, and puts them in the
     inheritable and ambient sets too, which nothing here needs."""
     keep = {_CAP_NUMBERS[name] for name in ZYGOTE_CAPABILITIES}
-    with open("/proc/sys/kernel/cap_last_cap") as f:
-        last = int(f.read())
-    for cap in set(range(last + 1)) - keep:
-        _prctl(_PR_CAPBSET_DROP, cap)
-    _prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL)
-    mask = sum(1 << cap for cap in keep)  # all below 32: the first word
-    header, data = _CapHeader(0x20080522, 0), (_CapData * 2)()
-    data[0].effective = data[0].permitted = mask
-    _check(_libc.capset(ctypes.byref(header), data), "capset")
+    _bound(keep)
+    _hold(keep)
     signal.signal(signal.SIGCHLD, signal.SIG_IGN)  # the children are reaped as they end
     sock = socket.socket(fileno=control_fd)
     sock.sendall(b"ready")
@@ -376,10 +373,6 @@ class Zygote:
 
     def __init__(self, launch: Any, env: dict[str, str], control: socket.socket,
                  control_fd: int, timeout: float = 120) -> None:
-        import subprocess
-        import tempfile
-        import threading
-
         self._lock = threading.Lock()
         self._errors = tempfile.TemporaryFile()
         self.sock = control
@@ -444,8 +437,6 @@ class Zygote:
 def holder_pid(info: int, ready: int, timeout: float = 30) -> int:
     """The host's pid of a run sandbox's holder (:data:`HOLDER`), once it is running: bubblewrap
     writes its first process's pid to ``info``; the holder is that process's one child."""
-    import select
-
     try:
         text = b""
         while select.select([info], [], [], timeout)[0]:
